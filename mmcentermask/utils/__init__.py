@@ -1,0 +1,7 @@
+from .checkpoint import load_local_checkpoint, register_local_checkpoint_loader
+from .version_gate import check_stack, check_version
+
+__all__ = [
+    'check_stack', 'check_version', 'load_local_checkpoint',
+    'register_local_checkpoint_loader'
+]

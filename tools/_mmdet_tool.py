@@ -1,0 +1,32 @@
+"""Run one of MMDetection's own command-line tools with mmcentermask loaded.
+
+MMDetection ships its ``tools/`` inside the wheel (``mmdet/.mim/tools``). Our
+``tools/train.py`` etc. import :mod:`mmcentermask` (registries, checkpoint
+loading on torch >= 2.6) and then run MMDetection's script unchanged, so every
+argument and behaviour is MMDetection's.
+"""
+import os.path as osp
+import runpy
+import sys
+
+
+def run_mmdet_tool(relative_path: str) -> None:
+    """Execute ``mmdet/.mim/tools/<relative_path>`` as ``__main__``.
+
+    Args:
+        relative_path (str): Script path below ``mmdet/.mim/tools``,
+            e.g. ``'train.py'``.
+    """
+    repo_root = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    if repo_root not in sys.path:
+        sys.path.insert(0, repo_root)
+    import mmdet
+
+    import mmcentermask  # noqa: F401  (registers modules, checkpoint loader)
+    script = osp.join(osp.dirname(mmdet.__file__), '.mim', 'tools', relative_path)
+    if not osp.isfile(script):
+        raise FileNotFoundError(
+            f'MMDetection tool {script} not found: mmdet 3.3.0 installed from '
+            'PyPI ships it; reinstall with `bash tools/setup_env.sh`.')
+    sys.argv[0] = script
+    runpy.run_path(script, run_name='__main__')

@@ -1,0 +1,5 @@
+"""MMDetection's `tools/train.py` with mmcentermask loaded (same arguments)."""
+from _mmdet_tool import run_mmdet_tool
+
+if __name__ == '__main__':
+    run_mmdet_tool('train.py')
