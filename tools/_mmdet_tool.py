@@ -8,6 +8,35 @@ argument and behaviour is MMDetection's.
 import os.path as osp
 import runpy
 import sys
+from typing import List
+
+
+def use_gloo_without_cuda(argv: List[str]) -> List[str]:
+    """Choose the gloo backend for a distributed launch on a machine without
+    CUDA (MMDetection's runtime config asks for nccl).
+
+    Args:
+        argv (list[str]): Command-line arguments after the script name.
+
+    Returns:
+        list[str]: ``argv`` with ``env_cfg.dist_cfg.backend=gloo`` merged into
+        ``--cfg-options`` when ``--launcher`` is not ``none`` and CUDA is
+        unavailable; unchanged otherwise.
+    """
+    import torch
+    launcher = 'none'
+    for i, arg in enumerate(argv):
+        if arg == '--launcher' and i + 1 < len(argv):
+            launcher = argv[i + 1]
+        elif arg.startswith('--launcher='):
+            launcher = arg.split('=', 1)[1]
+    if launcher == 'none' or torch.cuda.is_available():
+        return argv
+    option = 'env_cfg.dist_cfg.backend=gloo'
+    if '--cfg-options' in argv:
+        i = argv.index('--cfg-options')
+        return argv[:i + 1] + [option] + argv[i + 1:]
+    return argv + ['--cfg-options', option]
 
 
 def run_mmdet_tool(relative_path: str) -> None:
@@ -28,5 +57,5 @@ def run_mmdet_tool(relative_path: str) -> None:
         raise FileNotFoundError(
             f'MMDetection tool {script} not found: mmdet 3.3.0 installed from '
             'PyPI ships it; reinstall with `bash tools/setup_env.sh`.')
-    sys.argv[0] = script
+    sys.argv = [script] + use_gloo_without_cuda(sys.argv[1:])
     runpy.run_path(script, run_name='__main__')

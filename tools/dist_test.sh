@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Multi-process testing: tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCESSES [test.py args...]
-# Uses torchrun; without a GPU the processes talk over gloo.
+# Uses torchrun; without CUDA, train.py/test.py switch the backend to gloo.
 set -euo pipefail
 CONFIG=$1
 CHECKPOINT=$2
@@ -11,11 +11,7 @@ NODE_RANK=${NODE_RANK:-0}
 PORT=${PORT:-29500}
 MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
 dir=$(cd "$(dirname "$0")" && pwd)
-backend=()
-if ! python -c 'import sys, torch; sys.exit(not torch.cuda.is_available())'; then
-  backend=(--cfg-options env_cfg.dist_cfg.backend=gloo)
-fi
 PYTHONPATH="$dir/..:${PYTHONPATH:-}" \
 python -m torch.distributed.run --nnodes="$NNODES" --node_rank="$NODE_RANK" \
   --master_addr="$MASTER_ADDR" --nproc_per_node="$NPROC" --master_port="$PORT" \
-  "$dir/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "${backend[@]}" "$@"
+  "$dir/test.py" "$CONFIG" "$CHECKPOINT" --launcher pytorch "$@"

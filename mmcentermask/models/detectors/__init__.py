@@ -1,1 +1,3 @@
-__all__ = []
+from .centermask import CenterMask
+
+__all__ = ['CenterMask']

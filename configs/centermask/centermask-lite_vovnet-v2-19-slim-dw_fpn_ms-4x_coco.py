@@ -1,0 +1,4 @@
+_base_ = './centermask-lite_vovnet-v2-39_fpn_ms-4x_coco.py'
+model = dict(
+    backbone=dict(arch='V-19-slim-dw'),
+    neck=dict(in_channels=[256, 384, 512]))

@@ -1,0 +1,189 @@
+"""CenterMask: an FCOS detector whose detections are the RoIs of a mask
+branch (Lee & Park, "CenterMask: Real-Time Anchor-Free Instance
+Segmentation", CVPR 2020)."""
+import copy
+from typing import List, Optional, Tuple
+
+from mmdet.models.detectors import BaseDetector, SingleStageDetector
+from mmdet.registry import MODELS
+from mmdet.structures import OptSampleList, SampleList
+from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
+from torch import Tensor
+
+
+@MODELS.register_module()
+class CenterMask(SingleStageDetector):
+    """CenterMask and CenterMask-Lite.
+
+    Backbone -> FPN (P3-P7) -> FCOS head (``bbox_head``, class-aware
+    detections) -> mask-only RoI head (``roi_head``: RoIAlign on P3-P5,
+    SAG-Mask head, MaskIoU head). There is no second-stage box head: boxes,
+    labels and box scores are the FCOS outputs; the RoI head adds ``masks``
+    and ``mask_scores`` (box score x predicted mask IoU).
+
+    The FCOS head is kept under the attribute ``bbox_head`` so that mmdet
+    FCOS checkpoints load directly.
+
+    Args:
+        backbone (dict): Backbone config.
+        neck (dict): Neck config (FPN with P3-P7 outputs).
+        bbox_head (dict): FCOS head config.
+        roi_head (dict): Mask-only RoI head config.
+        train_cfg (dict, optional): ``fcos`` (head train cfg, may be
+            None), ``fcos_proposal`` (post-processing of the training
+            detections that become mask RoIs) and ``rcnn`` (RoI head).
+        test_cfg (dict, optional): ``fcos`` (post-processing) and ``rcnn``
+            (mask binarisation threshold).
+        data_preprocessor (dict, optional): Data preprocessor config.
+        init_cfg (dict or list[dict], optional): Initialisation config.
+        num_classes (int, optional): Number of foreground classes, given
+            once here and passed to the FCOS head, the mask head and the
+            MaskIoU head. A head config that states a different value is
+            an error.
+    """
+
+    def __init__(self,
+                 backbone: ConfigType,
+                 neck: ConfigType,
+                 bbox_head: ConfigType,
+                 roi_head: ConfigType,
+                 train_cfg: OptConfigType = None,
+                 test_cfg: OptConfigType = None,
+                 data_preprocessor: OptConfigType = None,
+                 init_cfg: OptMultiConfig = None,
+                 num_classes: Optional[int] = None) -> None:
+        BaseDetector.__init__(
+            self, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
+        train_cfg = train_cfg or {}
+        test_cfg = test_cfg or {}
+        self.backbone = MODELS.build(backbone)
+        self.neck = MODELS.build(neck)
+        bbox_head = copy.deepcopy(bbox_head)
+        roi_head = copy.deepcopy(roi_head)
+        if num_classes is not None:
+            inject_num_classes(num_classes, bbox_head=bbox_head,
+                               mask_head=roi_head.get('mask_head'),
+                               mask_iou_head=roi_head.get('mask_iou_head'))
+        self.num_classes = num_classes
+        bbox_head.update(
+            train_cfg=train_cfg.get('fcos'), test_cfg=test_cfg.get('fcos'))
+        self.bbox_head = MODELS.build(bbox_head)
+        roi_head.update(
+            train_cfg=train_cfg.get('rcnn'), test_cfg=test_cfg.get('rcnn'))
+        self.roi_head = MODELS.build(roi_head)
+        self.train_cfg = train_cfg
+        self.test_cfg = test_cfg
+        check_num_classes(self)
+
+    @property
+    def proposal_cfg(self) -> ConfigType:
+        """Post-processing of the FCOS detections used as training RoIs."""
+        return self.train_cfg.get('fcos_proposal', self.test_cfg.get('fcos'))
+
+    def loss(self, batch_inputs: Tensor,
+             batch_data_samples: SampleList) -> dict:
+        """FCOS losses plus mask and MaskIoU losses.
+
+        Args:
+            batch_inputs (Tensor): Images (B, 3, H, W), normalised, padded.
+            batch_data_samples (list[DetDataSample]): GT boxes, labels,
+                masks and image metas.
+
+        Returns:
+            dict[str, Tensor]: ``loss_cls``, ``loss_bbox``,
+            ``loss_centerness``, ``loss_mask``, ``loss_mask_iou``.
+        """
+        x = self.extract_feat(batch_inputs)
+        losses, proposals = self.bbox_head.loss_and_predict(
+            x, batch_data_samples, proposal_cfg=self.proposal_cfg)
+        losses.update(self.roi_head.loss(x, proposals, batch_data_samples))
+        return losses
+
+    def predict(self,
+                batch_inputs: Tensor,
+                batch_data_samples: SampleList,
+                rescale: bool = True) -> SampleList:
+        """Detect and segment.
+
+        Args:
+            batch_inputs (Tensor): Images (B, 3, H, W), normalised, padded.
+            batch_data_samples (list[DetDataSample]): Image metas.
+            rescale (bool): Return boxes and masks in the original image
+                frame (True) or in the resized frame.
+
+        Returns:
+            list[DetDataSample]: ``pred_instances`` with ``bboxes`` (N, 4)
+            xyxy pixels, ``scores`` (N,), ``labels`` (N,), ``masks``
+            (N, H, W) bool and ``mask_scores`` (N,).
+        """
+        x = self.extract_feat(batch_inputs)
+        detections = self.bbox_head.predict(
+            x, batch_data_samples, rescale=False)
+        results = self.roi_head.predict(
+            x, detections, batch_data_samples, rescale=rescale)
+        return self.add_pred_to_datasample(batch_data_samples, results)
+
+    def _forward(self,
+                 batch_inputs: Tensor,
+                 batch_data_samples: OptSampleList = None) -> Tuple:
+        """Tensor mode (``get_flops``, export): raw network outputs.
+
+        Returns:
+            tuple: the FCOS outputs ``(cls_scores, bbox_preds,
+            centernesses)`` (lists over P3-P7 of (B, C, H_l, W_l),
+            (B, 4, H_l, W_l), (B, 1, H_l, W_l)) followed by the RoI head's
+            tensor outputs on the FCOS detections.
+        """
+        x = self.extract_feat(batch_inputs)
+        fcos_outs = self.bbox_head.forward(x)
+        metas = image_metas(batch_inputs, batch_data_samples)
+        detections = self.bbox_head.predict_by_feat(
+            *fcos_outs, batch_img_metas=metas, rescale=False)
+        roi_outs = self.roi_head.forward(x, detections, batch_data_samples)
+        return tuple(fcos_outs) + tuple(roi_outs)
+
+
+def image_metas(batch_inputs: Tensor,
+                batch_data_samples: OptSampleList) -> List[dict]:
+    """Image metas of the samples, or the padded input size if none."""
+    if batch_data_samples is not None:
+        return [s.metainfo for s in batch_data_samples]
+    h, w = batch_inputs.shape[-2:]
+    return [dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
+                 batch_input_shape=(h, w), scale_factor=(1., 1.))
+            for _ in range(batch_inputs.shape[0])]
+
+
+def inject_num_classes(num_classes: int, **head_cfgs: Optional[dict]) -> None:
+    """Set ``num_classes`` in every given head config (in place).
+
+    Raises:
+        ValueError: if a head config already states another value.
+    """
+    for name, cfg in head_cfgs.items():
+        if cfg is None:
+            continue
+        stated = cfg.get('num_classes', num_classes)
+        if stated != num_classes:
+            raise ValueError(
+                f'CenterMask(num_classes={num_classes}) but its {name} '
+                f'config says num_classes={stated}; remove num_classes from '
+                'the head config or make them equal.')
+        cfg['num_classes'] = num_classes
+
+
+def check_num_classes(detector: CenterMask) -> None:
+    """Raise ValueError if the heads disagree on the number of classes."""
+    heads = dict(bbox_head=detector.bbox_head)
+    for name in ('mask_head', 'mask_iou_head'):
+        head = getattr(detector.roi_head, name, None)
+        if head is not None:
+            heads[f'roi_head.{name}'] = head
+    counts = {name: getattr(head, 'num_classes', None)
+              for name, head in heads.items()}
+    if len(set(counts.values())) > 1:
+        found = ', '.join(f'{k}={v}' for k, v in counts.items())
+        raise ValueError(
+            f'CenterMask heads disagree on num_classes ({found}); set '
+            'num_classes once at the top of the config and use it in every '
+            'head.')
