@@ -1,1 +1,3 @@
-__all__ = []
+from .centermask_fcos_head import CenterMaskFCOSHead, CenterMaskGIoULoss
+
+__all__ = ['CenterMaskFCOSHead', 'CenterMaskGIoULoss']

@@ -1,1 +1,3 @@
-__all__ = []
+from .adaptive_level_roi_extractor import AdaptiveLevelRoIExtractor
+
+__all__ = ['AdaptiveLevelRoIExtractor']

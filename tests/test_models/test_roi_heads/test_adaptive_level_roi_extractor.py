@@ -1,0 +1,166 @@
+"""AdaptiveLevelRoIExtractor: level rules, image areas, pooling, golden
+levels of centermask2."""
+import numpy as np
+import pytest
+import torch
+from golden_utils import INFER_IMAGES, TRAIN_RUNS, VARIANTS, load_npz
+from mmdet.structures.bbox import bbox2roi
+
+from mmcentermask.models import AdaptiveLevelRoIExtractor
+
+ROI_LAYER = dict(
+    type='RoIAlign', output_size=14, sampling_ratio=0, aligned=True)
+
+
+def make_extractor(**kwargs) -> AdaptiveLevelRoIExtractor:
+    return AdaptiveLevelRoIExtractor(
+        roi_layer=ROI_LAYER,
+        out_channels=4,
+        featmap_strides=[8, 16, 32],
+        **kwargs)
+
+
+def levels_of(extractor, boxes, img_areas):
+    """Absolute FPN level of each box (x1, y1, x2, y2)."""
+    rois = bbox2roi([torch.tensor(boxes, dtype=torch.float32)])
+    return (extractor.map_roi_levels(
+        rois, torch.full(
+            (len(boxes), ), float(img_areas))) + extractor.min_level).tolist()
+
+
+def test_ratio_rule_thresholds():
+    """P5 iff A_box > A_img/2, P4 iff A_img/4 < A_box <= A_img/2, else P3."""
+    extractor = make_extractor()
+    img_area = 600 * 900  # 540000
+    boxes = [
+        [0, 0, 900, 600],  # A_img        -> P5
+        [0, 0, 900, 301],  # > A_img / 2  -> P5
+        [0, 0, 900, 300],  # = A_img / 2  -> P4
+        [10, 20, 910, 170.5],  # > A_img / 4 -> P4
+        [10, 20, 910, 170],  # = A_img / 4  -> P3
+        [0, 0, 30, 30],  # small          -> P3
+        [5, 5, 5, 40],  # zero area       -> P3
+        [7, 7, 7, 7],  # point            -> P3
+        [50, 50, 40, 10],  # degenerate   -> P3
+        [-500, -500, 1500, 1500],  # larger than the image -> P5
+    ]
+    assert levels_of(extractor, boxes,
+                     img_area) == [5, 5, 4, 4, 3, 3, 3, 3, 3, 5]
+
+
+def test_area_rule():
+    """FPN Eq. 1 with 224 at P4: P3 if sqrt(A) < 224, P4 if < 448, else
+    P5, independent of the image size."""
+    extractor = make_extractor(level_rule='area')
+    boxes = [[0, 0, 223.9, 224], [0, 0, 224, 224], [0, 0, 447, 448],
+             [0, 0, 448, 448], [0, 0, 0, 50], [0, 0, 10, 10]]
+    assert levels_of(extractor, boxes, 1.) == [3, 4, 4, 5, 3, 3]
+
+
+def test_per_image_img_shape():
+    """Each RoI uses its own image's unpadded area, not the batch's."""
+    extractor = make_extractor()
+    box = [0, 0, 350, 350]  # 122500
+    rois = bbox2roi([torch.tensor([box], dtype=torch.float32)] * 2)
+    metas = [dict(img_shape=(300, 600)), dict(img_shape=(600, 900))]
+    feats = [torch.zeros(2, 4, 80 // s, 120 // s) for s in (1, 2, 4)]
+    areas = extractor.roi_image_areas(feats, rois, metas)
+    assert areas.tolist() == [180000., 540000.]
+    levels = extractor.map_roi_levels(rois, areas) + 3
+    assert levels.tolist() == [5, 3]
+
+
+def test_fallback_without_metas_uses_padded_batch_shape():
+    extractor = make_extractor()
+    feats = [torch.zeros(2, 4, 76 // s, 116 // s) for s in (1, 2, 4)]
+    rois = bbox2roi([torch.tensor([[0., 0., 10., 10.]])] * 2)
+    areas = extractor.roi_image_areas(feats, rois)
+    assert areas.tolist() == [608. * 928.] * 2
+
+
+def test_forward_pools_each_roi_from_its_level():
+    """Constant maps per level: every pooled RoI equals its level's value;
+    extra (P6/P7) maps are ignored; works without metas."""
+    extractor = make_extractor()
+    feats = tuple(
+        torch.full((1, 4, 128 // s, 128 // s), float(level))
+        for level, s in zip((3, 4, 5, 6, 7), (1, 2, 4, 8, 16)))
+    boxes = torch.tensor([[8., 8., 40., 40.], [0., 0., 1000., 1000.],
+                          [0., 0., 500., 600.]])
+    rois = bbox2roi([boxes])
+    out = extractor(
+        feats, rois, batch_img_metas=[dict(img_shape=(1000, 1000))])
+    assert out.shape == (3, 4, 14, 14)
+    assert out[:, 0, 7, 7].tolist() == [3., 5., 4.]
+    torch.testing.assert_close(
+        out,
+        extractor(feats, rois, batch_img_metas=[dict(img_shape=(1000, 1000))]))
+    out_padded = extractor(feats, rois)  # 1024 x 1024 padded batch
+    assert out_padded[:, 0, 7, 7].tolist() == [3., 5., 4.]
+
+
+def test_empty_levels_stay_in_graph():
+    extractor = make_extractor()
+    feats = [
+        torch.randn(1, 4, 64 // s, 64 // s, requires_grad=True)
+        for s in (1, 2, 4)
+    ]
+    rois = bbox2roi([torch.tensor([[0., 0., 16., 16.]])])
+    extractor(feats, rois).sum().backward()
+    assert all(f.grad is not None for f in feats)
+    assert feats[0].grad.abs().sum() > 0
+    assert feats[2].grad.abs().sum() == 0
+
+    empty = extractor(feats, rois[:0])
+    assert empty.shape == (0, 4, 14, 14) and empty.requires_grad
+
+
+def test_invalid_arguments():
+    with pytest.raises(ValueError, match='level_rule'):
+        make_extractor(level_rule='scale')
+    with pytest.raises(ValueError, match='featmap_strides'):
+        AdaptiveLevelRoIExtractor(ROI_LAYER, 4, featmap_strides=[8, 32])
+    extractor = make_extractor()
+    with pytest.raises(ValueError, match='feature maps'):
+        extractor([torch.zeros(1, 4, 8, 8)], torch.zeros(1, 5))
+
+
+@pytest.mark.parametrize('variant', VARIANTS)
+@pytest.mark.parametrize('image', INFER_IMAGES)
+def test_golden_inference_levels(variant, image):
+    """centermask2 levels of the test RoIs (ratio rule, resized image)."""
+    data = load_npz(
+        variant,
+        f'{image}_infer',
+        keys=['proposal_boxes', 'resized_hw', 'roi_levels'])
+    extractor = make_extractor()
+    height, width = data['resized_hw'].tolist()
+    rois = bbox2roi([torch.from_numpy(data['proposal_boxes'])])
+    feats = [torch.zeros(1, 4, 1, 1)] * 3
+    areas = extractor.roi_image_areas(feats, rois,
+                                      [dict(img_shape=(height, width))])
+    levels = extractor.map_roi_levels(rois, areas) + 3
+    np.testing.assert_array_equal(levels.numpy(), data['roi_levels'])
+
+
+@pytest.mark.parametrize('variant', VARIANTS)
+@pytest.mark.parametrize('run', TRAIN_RUNS)
+def test_golden_training_levels(variant, run):
+    """centermask2 levels of the foreground training RoIs; in
+    ``train_batch2`` the two images have different sizes."""
+    data = load_npz(variant, run)
+    num_imgs = 2 if run == 'train_batch2' else 1
+    metas = [
+        dict(img_shape=tuple(data[f'resized_hw_img{i}'].tolist()))
+        for i in range(num_imgs)
+    ]
+    rois = torch.cat([
+        torch.from_numpy(data['mask_fg_img_index'])[:, None].float(),
+        torch.from_numpy(data['mask_fg_boxes'])
+    ],
+                     dim=1)
+    extractor = make_extractor()
+    feats = [torch.zeros(num_imgs, 4, 1, 1)] * 3
+    levels = extractor.map_roi_levels(
+        rois, extractor.roi_image_areas(feats, rois, metas)) + 3
+    np.testing.assert_array_equal(levels.numpy(), data['mask_fg_levels'])
