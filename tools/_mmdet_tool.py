@@ -11,15 +11,18 @@ import sys
 from typing import List
 
 
-def use_gloo_without_cuda(argv: List[str]) -> List[str]:
-    """Choose the gloo backend for a distributed launch on a machine without
-    CUDA (MMDetection's runtime config asks for nccl).
+def cpu_distributed_options(argv: List[str]) -> List[str]:
+    """Options a distributed launch needs on a machine without CUDA.
+
+    MMDetection's runtime config asks for nccl and MMEngine wraps the model
+    in DDP with ``device_ids=[LOCAL_RANK]``; a CPU model needs gloo and
+    ``device_ids=None``.
 
     Args:
         argv (list[str]): Command-line arguments after the script name.
 
     Returns:
-        list[str]: ``argv`` with ``env_cfg.dist_cfg.backend=gloo`` merged into
+        list[str]: ``argv`` with those settings merged into
         ``--cfg-options`` when ``--launcher`` is not ``none`` and CUDA is
         unavailable; unchanged otherwise.
     """
@@ -32,11 +35,13 @@ def use_gloo_without_cuda(argv: List[str]) -> List[str]:
             launcher = arg.split('=', 1)[1]
     if launcher == 'none' or torch.cuda.is_available():
         return argv
-    option = 'env_cfg.dist_cfg.backend=gloo'
+    options = ['env_cfg.dist_cfg.backend=gloo',
+               'model_wrapper_cfg.type=MMDistributedDataParallel',
+               'model_wrapper_cfg.device_ids=None']
     if '--cfg-options' in argv:
         i = argv.index('--cfg-options')
-        return argv[:i + 1] + [option] + argv[i + 1:]
-    return argv + ['--cfg-options', option]
+        return argv[:i + 1] + options + argv[i + 1:]
+    return argv + ['--cfg-options'] + options
 
 
 def run_mmdet_tool(relative_path: str) -> None:
@@ -57,5 +62,5 @@ def run_mmdet_tool(relative_path: str) -> None:
         raise FileNotFoundError(
             f'MMDetection tool {script} not found: mmdet 3.3.0 installed from '
             'PyPI ships it; reinstall with `bash tools/setup_env.sh`.')
-    sys.argv = [script] + use_gloo_without_cuda(sys.argv[1:])
+    sys.argv = [script] + cpu_distributed_options(sys.argv[1:])
     runpy.run_path(script, run_name='__main__')

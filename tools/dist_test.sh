@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Multi-process testing: tools/dist_test.sh CONFIG CHECKPOINT NUM_PROCESSES [test.py args...]
-# Uses torchrun; without CUDA, train.py/test.py switch the backend to gloo.
+# Uses torchrun; without CUDA, the processes use gloo on the CPU.
 set -euo pipefail
 CONFIG=$1
 CHECKPOINT=$2

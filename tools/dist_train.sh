@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Multi-process training: tools/dist_train.sh CONFIG NUM_PROCESSES [train.py args...]
-# Uses torchrun; without CUDA, train.py/test.py switch the backend to gloo.
+# Uses torchrun; without CUDA, the processes use gloo on the CPU.
 set -euo pipefail
 CONFIG=$1
 NPROC=$2

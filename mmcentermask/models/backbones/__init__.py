@@ -1,1 +1,3 @@
-__all__ = []
+from .vovnet import VoVNet
+
+__all__ = ['VoVNet']

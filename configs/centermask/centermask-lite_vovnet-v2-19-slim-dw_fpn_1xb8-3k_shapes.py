@@ -1,0 +1,84 @@
+# Quick start: CenterMask-Lite V2-19-slim-dw trained from scratch on CPU on the bundled
+# shapes dataset (tools/dataset_converters/make_shapes_dataset.py, 3 classes).
+# Differences from the COCO recipe, all because there are no ImageNet weights and no GPU:
+# trainable BN (no pretrained statistics to freeze), small images, AdamW, 3k iterations.
+_base_ = './centermask-lite_vovnet-v2-19-slim-dw_fpn_ms-4x_coco.py'
+
+data_root = 'data/shapes/'
+classes = ('circle', 'rectangle', 'triangle')
+metainfo = dict(classes=classes)
+
+model = dict(
+    num_classes=len(classes),
+    backbone=dict(norm_cfg=dict(type='BN', requires_grad=True), norm_eval=False))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='LoadAnnotations', with_bbox=True, with_mask=True,
+        poly2mask=False),
+    dict(
+        type='RandomChoiceResize',
+        scales=[(400, 160), (400, 192), (400, 224)],
+        keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(400, 192), keep_ratio=True),
+    dict(
+        type='LoadAnnotations', with_bbox=True, with_mask=True,
+        poly2mask=False),
+    dict(
+        type='PackDetInputs',
+        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor'))
+]
+train_dataloader = dict(
+    batch_size=8,
+    num_workers=1,
+    persistent_workers=True,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/train.json',
+        data_prefix=dict(img='train/'),
+        pipeline=train_pipeline))
+val_dataloader = dict(
+    batch_size=4,
+    num_workers=1,
+    persistent_workers=True,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/val.json',
+        data_prefix=dict(img='val/'),
+        pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'annotations/val.json')
+test_evaluator = val_evaluator
+
+max_iters = 3000
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
+param_scheduler = [
+    dict(
+        type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
+        end=200),
+    dict(
+        type='MultiStepLR',
+        begin=0,
+        end=max_iters,
+        by_epoch=False,
+        milestones=[2400, 2800],
+        gamma=0.1)
+]
+optim_wrapper = dict(
+    _delete_=True,
+    type='OptimWrapper',
+    optimizer=dict(type='AdamW', lr=0.002, weight_decay=0.05),
+    paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0),
+    clip_grad=dict(max_norm=10.0))
+default_hooks = dict(
+    logger=dict(interval=50),
+    checkpoint=dict(interval=1000, max_keep_ckpts=1))
