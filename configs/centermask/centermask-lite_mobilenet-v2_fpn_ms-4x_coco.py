@@ -10,3 +10,6 @@ model = dict(
         norm_eval=True,
         init_cfg=None),
     neck=dict(in_channels=[32, 96, 320]))
+# mmdet's MobileNetV2 always runs its final 1x1 conv (conv2, 320 -> 1280), whose output is not
+# used: without this, DDP stops at the second iteration waiting for its gradient.
+find_unused_parameters = True

@@ -23,14 +23,16 @@ train_pipeline = [
         type='LoadAnnotations', with_bbox=True, with_mask=True,
         poly2mask=False),
     dict(
-        type='RandomChoiceResize', scales=[(1000, 580), (1000, 600)],
-        keep_ratio=True),
+        type='RandomChoiceResize',
+        scales=[(1000, 580), (1000, 600)],
+        keep_ratio=True,
+        backend='pillow'),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs')
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
-    dict(type='Resize', scale=(1000, 600), keep_ratio=True),
+    dict(type='Resize', scale=(1000, 600), keep_ratio=True, backend='pillow'),
     dict(
         type='LoadAnnotations', with_bbox=True, with_mask=True,
         poly2mask=False),

@@ -122,6 +122,8 @@ model = dict(
 
 # Data: ResizeShortestEdge "choice" of short sides, max side 1333, flip 0.5.
 # poly2mask=False keeps polygons, which the MaskIoU targets need (as in centermask2).
+# backend='pillow': detectron2 resizes with PIL bilinear; mmdet's default cv2 differs by one grey
+# level in 20-30% of the pixels (docs/fidelity.md). backend='cv2' is faster.
 train_scales = [(1333, s) for s in range(640, 801, 32)]
 test_scale = (1333, 800)
 train_pipeline = [
@@ -129,13 +131,17 @@ train_pipeline = [
     dict(
         type='LoadAnnotations', with_bbox=True, with_mask=True,
         poly2mask=False),
-    dict(type='RandomChoiceResize', scales=train_scales, keep_ratio=True),
+    dict(
+        type='RandomChoiceResize',
+        scales=train_scales,
+        keep_ratio=True,
+        backend='pillow'),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs')
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
-    dict(type='Resize', scale=test_scale, keep_ratio=True),
+    dict(type='Resize', scale=test_scale, keep_ratio=True, backend='pillow'),
     dict(
         type='LoadAnnotations', with_bbox=True, with_mask=True,
         poly2mask=False),

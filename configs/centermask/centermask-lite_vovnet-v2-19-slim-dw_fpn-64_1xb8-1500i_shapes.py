@@ -1,16 +1,25 @@
-# Quick start: CenterMask-Lite V2-19-slim-dw trained from scratch on CPU on the bundled
-# shapes dataset (tools/dataset_converters/make_shapes_dataset.py, 3 classes).
-# Differences from the COCO recipe, all because there are no ImageNet weights and no GPU:
-# trainable BN (no pretrained statistics to freeze), small images, AdamW, 3k iterations.
+# Quick start: CenterMask-Lite V2-19-slim-dw trained from scratch on the CPU on the bundled
+# shapes dataset (tools/dataset_converters/make_shapes_dataset.py, 3 classes), in about
+# 15 minutes on 2 cores. Differences from the COCO Lite recipe, all because there are no
+# ImageNet weights and no GPU: trainable BN (no pretrained statistics to freeze), 64-channel
+# FPN and heads, short side 128-160, AdamW with gradient clipping, 1500 iterations of batch 8.
 _base_ = './centermask-lite_vovnet-v2-19-slim-dw_fpn_ms-4x_coco.py'
 
 data_root = 'data/shapes/'
 classes = ('circle', 'rectangle', 'triangle')
 metainfo = dict(classes=classes)
+channels = 64
 
 model = dict(
     num_classes=len(classes),
-    backbone=dict(norm_cfg=dict(type='BN', requires_grad=True), norm_eval=False))
+    backbone=dict(
+        norm_cfg=dict(type='BN', requires_grad=True), norm_eval=False),
+    neck=dict(out_channels=channels),
+    bbox_head=dict(in_channels=channels, feat_channels=channels),
+    roi_head=dict(
+        mask_roi_extractor=dict(out_channels=channels),
+        mask_head=dict(in_channels=channels, conv_out_channels=channels),
+        mask_iou_head=dict(in_channels=channels, conv_out_channels=channels)))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -19,14 +28,14 @@ train_pipeline = [
         poly2mask=False),
     dict(
         type='RandomChoiceResize',
-        scales=[(400, 160), (400, 192), (400, 224)],
+        scales=[(400, 128), (400, 144), (400, 160)],
         keep_ratio=True),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PackDetInputs')
 ]
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(400, 192), keep_ratio=True),
+    dict(type='Resize', scale=(400, 144), keep_ratio=True),
     dict(
         type='LoadAnnotations', with_bbox=True, with_mask=True,
         poly2mask=False),
@@ -59,18 +68,18 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/val.json')
 test_evaluator = val_evaluator
 
-max_iters = 3000
+max_iters = 1500
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 param_scheduler = [
     dict(
         type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
-        end=200),
+        end=100),
     dict(
         type='MultiStepLR',
         begin=0,
         end=max_iters,
         by_epoch=False,
-        milestones=[2400, 2800],
+        milestones=[1125, 1400],
         gamma=0.1)
 ]
 optim_wrapper = dict(
@@ -81,4 +90,4 @@ optim_wrapper = dict(
     clip_grad=dict(max_norm=10.0))
 default_hooks = dict(
     logger=dict(interval=50),
-    checkpoint=dict(interval=1000, max_keep_ckpts=1))
+    checkpoint=dict(interval=500, max_keep_ckpts=1))

@@ -1,0 +1,443 @@
+"""Inference latency and peak memory of CenterMask(-Lite) against
+MMDetection's Mask R-CNN with the same backbone and input.
+
+Method:
+
+* models: each CenterMask config of ``--models`` and a Mask R-CNN built from
+  ``mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py`` with the backbone swapped
+  for the CenterMask config's (same arch, norm and data preprocessor) and
+  ``out_indices`` extended by the stride-4 stage, so its FPN gets C2-C5 (the
+  C3-C5 channels are CenterMask's FPN in-channels; Mask R-CNN pools from P2).
+  The rest of Mask R-CNN (256-channel FPN, RPN, 2-fc box head, 4-conv mask
+  head, 80 classes) is MMDetection's. Random weights (``init_weights``).
+* work timed: ``model.test_step`` on one random uint8 image of ``--size``
+  (original size = input size, so no resize), i.e. data preprocessor
+  (normalise, pad to 32), backbone, neck, heads, box post-processing, mask
+  head and pasting of the masks onto the image canvas; ``model.eval()``,
+  ``torch.no_grad()``, batch 1. Latency is the median wall-clock time of
+  ``--repeat`` runs after ``--warmup`` untimed ones (CUDA: synchronised
+  before and after each run); on CPU the median process CPU time is given
+  too (less sensitive to other jobs on a shared machine).
+* detections: random weights give random numbers of detections. By default
+  both models keep every candidate (score threshold ``--score-thr`` 0) and
+  ``--max-dets`` (50, CenterMask's test setting) detections, so each pastes
+  that many masks (column "masks"). ``--config-post-processing`` keeps each
+  config's own thresholds instead. Mask pasting costs in proportion to the
+  box area, and an initialised FCOS head regresses distances of about 0
+  (empty boxes, which CenterMask drops); so the FCOS regression bias is set
+  to predict boxes of side 8 x stride at every location, the size of Mask
+  R-CNN's anchors (``scales=[8]``) on that level, whose random-weight
+  detections are about their anchors.
+* peak memory: every model runs in a fresh process. CPU: the peak resident
+  set size during the runs (``VmHWM`` of ``/proc/self/status``, reset through
+  ``/proc/self/clear_refs`` after the model is built; ``ru_maxrss`` of
+  ``getrusage`` where that is unavailable, which then includes the build)
+  minus the RSS just before the first run, i.e. the memory the inference
+  needed on top of the resident model; the whole-process peak is given too.
+  CUDA: ``torch.cuda.max_memory_allocated`` during the runs minus the memory
+  allocated before them.
+
+Example::
+
+    python tools/analysis_tools/benchmark_centermask.py --repeat 3 \\
+        --warmup 1 --threads 2
+"""
+import argparse
+import copy
+import os
+import os.path as osp
+import platform
+import resource
+import statistics
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from typing import Dict, List, Optional, Tuple
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+CONFIG_DIR = osp.join(REPO_ROOT, 'configs', 'centermask')
+MODELS = {
+    'centermask-lite_v2-19-slim-dw':
+    'centermask-lite_vovnet-v2-19-slim-dw_fpn_ms-4x_coco.py',
+    'centermask-lite_v2-39': 'centermask-lite_vovnet-v2-39_fpn_ms-4x_coco.py',
+    'centermask_v2-39': 'centermask_vovnet-v2-39_fpn_ms-3x_coco.py',
+}
+MASK_RCNN_BASE = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+KINDS = ('CenterMask', 'Mask R-CNN')
+# FCOS distances (stride units) of the benchmarked CenterMask: boxes of
+# 8 x stride, Mask R-CNN's anchor size.
+ANCHOR_HALF_SIDE = 4.
+
+
+def parse_size(text: str) -> Tuple[int, int]:
+    """``'800x1333'`` -> (800, 1333) (height, width)."""
+    height, width = text.lower().split('x')
+    return int(height), int(width)
+
+
+def config_path(model: str) -> str:
+    """A name of :data:`MODELS` or a config path -> absolute config path."""
+    if model in MODELS:
+        return osp.join(CONFIG_DIR, MODELS[model])
+    return osp.abspath(model)
+
+
+def test_size(cfg) -> Tuple[int, int]:
+    """(h, w) of the test ``Resize`` of a config (its ``scale`` is (w, h))."""
+    resize, = [
+        t for t in cfg.test_dataloader.dataset.pipeline
+        if t['type'] == 'Resize'
+    ]
+    width, height = resize['scale']
+    return height, width
+
+
+def backbone_channels(backbone_cfg: dict) -> List[int]:
+    """Output channels of a backbone, checked to be strides 4, 8, 16, 32.
+
+    Raises:
+        ValueError: if the outputs are not the strides 4-32.
+    """
+    import torch
+    from mmdet.registry import MODELS as REGISTRY
+    backbone = REGISTRY.build(copy.deepcopy(backbone_cfg))
+    backbone.eval()
+    with torch.no_grad():
+        outs = backbone(torch.zeros(1, 3, 64, 64))
+    sizes = [out.shape[-1] for out in outs]
+    if sizes != [16, 8, 4, 2]:
+        raise ValueError(f'{backbone_cfg["type"]} with out_indices '
+                         f'{backbone_cfg["out_indices"]} gives maps of '
+                         f'{sizes} px on a 64 px input, not strides 4-32')
+    return [out.shape[1] for out in outs]
+
+
+def mask_rcnn_model(centermask_cfg):
+    """MMDetection's Mask R-CNN with the CenterMask config's backbone, data
+    preprocessor and number of classes (see the module docstring)."""
+    from mmengine.hub import get_config
+    cfg = get_config(MASK_RCNN_BASE)
+    backbone = copy.deepcopy(centermask_cfg.model.backbone)
+    out_indices = tuple(backbone['out_indices'])
+    backbone['out_indices'] = (min(out_indices) - 1, ) + out_indices
+    cfg.model.backbone = backbone
+    cfg.model.neck.in_channels = backbone_channels(backbone)
+    cfg.model.data_preprocessor = copy.deepcopy(
+        centermask_cfg.model.data_preprocessor)
+    num_classes = centermask_cfg.model.num_classes
+    cfg.model.roi_head.bbox_head.num_classes = num_classes
+    cfg.model.roi_head.mask_head.num_classes = num_classes
+    return cfg.model
+
+
+def anchor_sized_boxes(model) -> None:
+    """Make every location of a (random-weight) FCOS head predict a box of
+    side ``2 * ANCHOR_HALF_SIDE`` strides.
+
+    Raises:
+        ValueError: for a head whose distances are not in stride units.
+    """
+    import torch
+    head = model.bbox_head
+    if not head.norm_on_bbox:
+        raise ValueError('the benchmark sets box sizes of FCOS heads with '
+                         'norm_on_bbox=True only')
+    torch.nn.init.constant_(head.conv_reg.bias, ANCHOR_HALF_SIDE)
+
+
+def set_post_processing(model_cfg, kind: str, score_thr: float,
+                        max_dets: int) -> None:
+    """Score threshold and detections per image of a model config."""
+    post = model_cfg.test_cfg.fcos if kind == 'CenterMask' \
+        else model_cfg.test_cfg.rcnn
+    post.score_thr = score_thr
+    post.max_per_img = max_dets
+
+
+def current_rss_mb() -> float:
+    """Resident set size of this process in MiB."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError('no VmRSS in /proc/self/status')
+
+
+def reset_peak_rss() -> bool:
+    """Reset ``VmHWM`` to the current RSS; False where Linux does not
+    allow it."""
+    try:
+        with open('/proc/self/clear_refs', 'w') as f:
+            f.write('5')
+        return True
+    except OSError:
+        return False
+
+
+def peak_rss_mb(was_reset: bool) -> float:
+    """Peak RSS (MiB) since :func:`reset_peak_rss`, or since the start of
+    the process if it could not reset."""
+    if was_reset:
+        with open('/proc/self/status') as f:
+            for line in f:
+                if line.startswith('VmHWM:'):
+                    return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def make_data(size: Tuple[int, int], seed: int = 0) -> dict:
+    """A packed batch of one random uint8 image whose original size is the
+    input size (what ``PackDetInputs`` yields after ``Resize``)."""
+    import torch
+    from mmdet.structures import DetDataSample
+    generator = torch.Generator().manual_seed(seed)
+    image = torch.randint(
+        0, 256, (3, *size), generator=generator, dtype=torch.uint8)
+    sample = DetDataSample(
+        metainfo=dict(
+            img_id=0,
+            img_path='random.jpg',
+            ori_shape=size,
+            img_shape=size,
+            scale_factor=(1., 1.)))
+    return dict(inputs=[image], data_samples=[sample])
+
+
+def measure(config: str, kind: str, size: Optional[Tuple[int, int]],
+            args: argparse.Namespace) -> Dict[str, object]:
+    """Build one model and time it; runs in its own process.
+
+    Returns:
+        dict: ``size``, ``params_m``, ``masks`` (pasted per image), wall
+        ``latency_ms`` (median, min, max), ``cpu_ms`` (median; CPU only),
+        ``mem_mb`` (inference peak minus memory before the runs),
+        ``peak_mb`` (whole process / all CUDA allocations) and
+        ``rss_method`` (how the CPU peak was read).
+    """
+    import logging
+
+    import torch
+    from mmdet.registry import MODELS as REGISTRY
+    from mmdet.utils import register_all_modules
+    from mmengine.config import Config
+    from mmengine.logging import MMLogger
+
+    import mmcentermask  # noqa: F401  (registration)
+    register_all_modules()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    MMLogger.get_current_instance().setLevel(logging.WARNING)
+    cuda = args.device == 'cuda'
+
+    cfg = Config.fromfile(config)
+    size = size or test_size(cfg)
+    model_cfg = cfg.model if kind == 'CenterMask' else mask_rcnn_model(cfg)
+    if not args.config_post_processing:
+        set_post_processing(model_cfg, kind, args.score_thr, args.max_dets)
+    torch.manual_seed(0)
+    model = REGISTRY.build(model_cfg)
+    model.init_weights()
+    if kind == 'CenterMask':
+        anchor_sized_boxes(model)
+    model.to(args.device)
+    model.eval()
+    params = sum(p.numel() for p in model.parameters())
+
+    if cuda:
+        torch.cuda.synchronize()
+        mem_before = torch.cuda.memory_allocated() / 2**20
+        torch.cuda.reset_peak_memory_stats()
+    else:
+        mem_before = current_rss_mb()
+        was_reset = reset_peak_rss()
+    wall, cpu, masks = [], [], []
+    with torch.no_grad():
+        for i in range(args.warmup + args.repeat):
+            data = make_data(size)
+            if cuda:
+                torch.cuda.synchronize()
+            start, start_cpu = time.perf_counter(), time.process_time()
+            results = model.test_step(data)
+            if cuda:
+                torch.cuda.synchronize()
+            end, end_cpu = time.perf_counter(), time.process_time()
+            if i >= args.warmup:
+                wall.append(1000 * (end - start))
+                cpu.append(1000 * (end_cpu - start_cpu))
+                masks.append(len(results[0].pred_instances.masks))
+    if cuda:
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = peak_rss_mb(was_reset)
+    return dict(
+        size=size,
+        params_m=params / 1e6,
+        masks=statistics.median(masks),
+        latency_ms=(statistics.median(wall), min(wall), max(wall)),
+        cpu_ms=None if cuda else statistics.median(cpu),
+        mem_mb=peak - mem_before,
+        peak_mb=peak,
+        rss_method=None if cuda else
+        ('VmHWM reset' if was_reset else 'ru_maxrss'))
+
+
+def run(models: List[str], args: argparse.Namespace) -> List[dict]:
+    """Measure every model and its Mask R-CNN, each in a fresh process."""
+    rows = []
+    for model in models:
+        for kind in KINDS:
+            with ProcessPoolExecutor(
+                    max_workers=1,
+                    mp_context=get_context('spawn'),
+                    max_tasks_per_child=1) as pool:
+                result = pool.submit(measure, config_path(model), kind,
+                                     args.size, args).result()
+            result.update(model=model, kind=kind)
+            rows.append(result)
+            print(
+                f'  {kind:>10s} {model}: {result["latency_ms"][0]:.0f} ms, '
+                f'{result["mem_mb"]:.0f} MiB',
+                flush=True)
+    return rows
+
+
+def table(rows: List[dict], device: str) -> str:
+    """Markdown table; ratios are CenterMask / Mask R-CNN of each pair."""
+    mem = 'inference peak RSS (MiB)' if device == 'cpu' \
+        else 'inference peak CUDA memory (MiB)'
+    head = [
+        'model', 'detector', 'input (HxW)', 'params (M)', 'masks',
+        'latency median (min-max) (ms)', 'x Mask R-CNN'
+    ]
+    if device == 'cpu':
+        head += ['CPU time (ms)', 'x Mask R-CNN']
+    head += [mem, 'x Mask R-CNN', 'process peak (MiB)']
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    base = {row['model']: row for row in rows if row['kind'] == 'Mask R-CNN'}
+    for row in rows:
+        ref = base[row['model']]
+        median, low, high = row['latency_ms']
+        cells = [
+            row['model'], row['kind'], '{}x{}'.format(*row['size']),
+            f'{row["params_m"]:.1f}', f'{row["masks"]:g}',
+            f'{median:.0f} ({low:.0f}-{high:.0f})',
+            f'{median / ref["latency_ms"][0]:.2f}'
+        ]
+        if device == 'cpu':
+            cells += [
+                f'{row["cpu_ms"]:.0f}', f'{row["cpu_ms"] / ref["cpu_ms"]:.2f}'
+            ]
+        cells += [
+            f'{row["mem_mb"]:.0f}', f'{row["mem_mb"] / ref["mem_mb"]:.2f}',
+            f'{row["peak_mb"]:.0f}'
+        ]
+        lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines)
+
+
+def machine(args: argparse.Namespace) -> str:
+    """One line on the machine and the software."""
+    import mmdet
+    import torch
+    if args.device == 'cuda':
+        hardware = torch.cuda.get_device_name()
+    else:
+        cpu = platform.processor() or 'unknown CPU'
+        with open('/proc/cpuinfo') as f:
+            names = [
+                line.split(':', 1)[1].strip() for line in f
+                if line.startswith('model name')
+            ]
+        with open('/proc/meminfo') as f:
+            total_kb = int(f.readline().split()[1])
+        hardware = (f'{names[0] if names else cpu}, {os.cpu_count()} logical '
+                    f'CPUs, {total_kb / 2**20:.0f} GiB RAM, '
+                    f'{args.threads or torch.get_num_threads()} torch '
+                    'threads')
+    return (f'{hardware}; torch {torch.__version__}, mmdet '
+            f'{mmdet.__version__}; repeat {args.repeat}, warmup '
+            f'{args.warmup}')
+
+
+def load_average() -> str:
+    return ', '.join(f'{v:.1f}' for v in os.getloadavg())
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split('\n\n', 1)[1])
+    parser.add_argument(
+        '--models',
+        nargs='+',
+        default=list(MODELS),
+        help=f'names of {list(MODELS)} or CenterMask config paths')
+    parser.add_argument(
+        '--size',
+        type=parse_size,
+        help='input HxW, e.g. 800x1333; default: each config\'s test size '
+        '(800x1333, Lite 600x1000)')
+    parser.add_argument(
+        '--repeat', type=int, default=10, help='timed runs (median)')
+    parser.add_argument(
+        '--warmup', type=int, default=2, help='untimed runs first')
+    parser.add_argument(
+        '--threads',
+        type=int,
+        help='torch intra-op threads (default: torch\'s default)')
+    parser.add_argument(
+        '--device',
+        choices=['cpu', 'cuda'],
+        default='cpu',
+        help='run on the CPU or the current CUDA device')
+    parser.add_argument(
+        '--score-thr',
+        type=float,
+        default=0.,
+        help='score threshold of both detectors')
+    parser.add_argument(
+        '--max-dets',
+        type=int,
+        default=50,
+        help='detections (= pasted masks) per image of both detectors')
+    parser.add_argument(
+        '--config-post-processing',
+        action='store_true',
+        help='keep each config\'s thresholds (ignores --score-thr and '
+        '--max-dets; the number of masks then depends on the weights)')
+    args = parser.parse_args()
+    if args.repeat < 1 or args.warmup < 0:
+        parser.error('--repeat must be >= 1 and --warmup >= 0')
+    for model in args.models:
+        if not osp.isfile(config_path(model)):
+            parser.error(f'{model} is neither a name of {list(MODELS)} nor '
+                         'a config file')
+    return args
+
+
+def main() -> None:
+    args = parse_args()
+    if args.device == 'cuda':
+        import torch
+        if not torch.cuda.is_available():
+            sys.exit('--device cuda: CUDA is not available')
+    print(
+        f'{machine(args)}; load average before: {load_average()}', flush=True)
+    rows = run(args.models, args)
+    print(f'load average after: {load_average()}')
+    post = 'config thresholds' if args.config_post_processing else \
+        f'score_thr {args.score_thr}, max_per_img {args.max_dets}'
+    print(f'post-processing: {post}')
+    if args.device == 'cpu':
+        methods = sorted({row['rss_method'] for row in rows})
+        print(f'peak RSS from: {", ".join(methods)}')
+    print(table(rows, args.device))
+
+
+if __name__ == '__main__':
+    main()

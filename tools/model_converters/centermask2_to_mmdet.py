@@ -1,0 +1,65 @@
+"""Convert a centermask2 (detectron2) CenterMask checkpoint to an MMEngine
+checkpoint of mmcentermask's ``CenterMask``.
+
+Example::
+
+    python tools/model_converters/centermask2_to_mmdet.py \\
+        centermask2-V-39-eSE-FPN-ms-3x.pth centermask_v39_c2.pth \\
+        --config configs/centermask/centermask_vovnet-v2-39_fpn_ms-3x_coco.py
+    python tools/test.py \\
+        configs/centermask/centermask_vovnet-v2-39_fpn_ms-3x_coco.py \\
+        centermask_v39_c2.pth
+
+SRC: ``.pth`` (with or without a ``model`` entry) or ``.pkl`` of numpy
+arrays. The target key set is the model of CONFIG: a source key no table
+maps, or a target key not filled, stops the conversion with the list and
+nothing is written. The part tables are in
+:mod:`mmcentermask.converters.centermask2`. Only convert files you trust
+(``.pth`` files are unpickled).
+"""
+import argparse
+import os.path as osp
+import sys
+from typing import List, Optional
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+from mmcentermask.converters.centermask2 import (  # noqa: E402
+    ConversionError, convert_centermask2, load_source_state_dict,
+    save_mmengine_checkpoint)
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Convert a centermask2 checkpoint to mmcentermask.')
+    parser.add_argument('src', help='centermask2 checkpoint (.pth or .pkl)')
+    parser.add_argument('dst', help='output MMEngine checkpoint (.pth)')
+    parser.add_argument(
+        '--config', required=True, help='mmcentermask config of the model')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    print(f'Loading {args.src}')
+    source = load_source_state_dict(args.src)
+    print(f'{len(source)} tensors; building the model of {args.config}')
+    try:
+        result = convert_centermask2(source, args.config)
+    except ConversionError as err:
+        print(f'Conversion failed, nothing written:\n{err}', file=sys.stderr)
+        return 1
+    print(result.summary())
+    save_mmengine_checkpoint(result, args.dst, args.config, src=args.src)
+    num_params = sum(v.numel() for k, v in result.state_dict.items()
+                     if not k.endswith(('running_mean', 'running_var',
+                                        'num_batches_tracked')))
+    print(f'Saved {args.dst}: {len(result.state_dict)} tensors, '
+          f'{num_params:,} parameters (without BN statistics)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Convert an original CenterMask checkpoint (maskrcnn-benchmark,
+``youngwanLEE/CenterMask``) to an MMEngine checkpoint of mmcentermask's
+``CenterMask``.
+
+Example::
+
+    python tools/model_converters/maskrcnn_benchmark_to_mmdet.py \\
+        centermask-V-39-ms-3x.pth centermask_v39_mb.pth \\
+        --config configs/centermask/centermask_vovnet-v2-39_fpn_mb-ms-3x_coco.py
+
+The converter strips ``module.``, folds maskrcnn-benchmark's eps-free
+FrozenBN into the BN statistics (``running_var - 1e-5``) and drops row 0
+(background) of the 81-way mask and MaskIoU predictors. Use a config with the
+maskrcnn-benchmark switches (the example above; its header lists what is not
+reproduced). A source key no table maps, or a target key not filled, stops
+the conversion with the list and nothing is written. Only convert files you
+trust (``.pth`` files are unpickled).
+"""
+import argparse
+import os.path as osp
+import sys
+from typing import List, Optional
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+from mmcentermask.converters.centermask2 import (  # noqa: E402
+    ConversionError, load_source_state_dict, save_mmengine_checkpoint)
+from mmcentermask.converters.maskrcnn_benchmark import (  # noqa: E402
+    convert_maskrcnn_benchmark)
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Convert a maskrcnn-benchmark CenterMask checkpoint to '
+        'mmcentermask.')
+    parser.add_argument('src', help='maskrcnn-benchmark checkpoint (.pth)')
+    parser.add_argument('dst', help='output MMEngine checkpoint (.pth)')
+    parser.add_argument(
+        '--config', required=True, help='mmcentermask config of the model')
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    print(f'Loading {args.src}')
+    source = load_source_state_dict(args.src)
+    print(f'{len(source)} tensors; building the model of {args.config}')
+    try:
+        result = convert_maskrcnn_benchmark(source, args.config)
+    except ConversionError as err:
+        print(f'Conversion failed, nothing written:\n{err}', file=sys.stderr)
+        return 1
+    print(result.summary())
+    save_mmengine_checkpoint(result, args.dst, args.config, src=args.src)
+    num_params = sum(v.numel() for k, v in result.state_dict.items()
+                     if not k.endswith(('running_mean', 'running_var',
+                                        'num_batches_tracked')))
+    print(f'Saved {args.dst}: {len(result.state_dict)} tensors, '
+          f'{num_params:,} parameters (without BN statistics)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
