@@ -53,6 +53,7 @@ stripped. Only convert files you trust (``.pth`` is unpickled).
 import datetime
 import os.path as osp
 import re
+import sys
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -61,6 +62,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .fcos import c2_fcos_head_key_to_mmdet
 from .mask_branch import convert_mask_branch_key
 from .vovnet import c2_vovnet_key_to_mmdet, load_source_state_dict
 
@@ -256,11 +258,6 @@ def c2_fpn_key_to_mmdet(key: str,
     raise KeyError(f'no FPN mapping for key {key!r}')
 
 
-def _fcos_key_fn() -> KeyFn:
-    # imported lazily: the FCOS head module imports mmdet's model zoo
-    from mmcentermask.models.dense_heads.centermask_fcos_head import \
-        c2_fcos_head_key_to_mmdet
-    return c2_fcos_head_key_to_mmdet
 
 
 def _reshape_to_target(key: str, value: Tensor, target: Tensor) -> Tensor:
@@ -588,7 +585,7 @@ def c2_parts(cfg) -> List[Part]:
         Part('fpn', 'backbone.', 'neck.',
              lambda k: c2_fpn_key_to_mmdet(k, num_ins=num_ins)),
         Part('fcos', 'proposal_generator.fcos_head.', 'bbox_head.',
-             _fcos_key_fn(), _reshape_to_target),
+             c2_fcos_head_key_to_mmdet, _reshape_to_target),
         Part('mask_branch', 'roi_heads.', 'roi_head.', _mask_branch_key_fn),
     ]
 
@@ -720,8 +717,37 @@ def convert_checkpoint_file(src: str,
     return result
 
 
+def run_conversion(src: str,
+                   dst: str,
+                   config,
+                   converter: Converter = convert_centermask2) -> int:
+    """Command-line conversion: load ``src``, convert it for ``config``,
+    save ``dst``, printing progress and a summary.
+
+    Returns:
+        int: exit status, 0 on success, 1 when the conversion failed (the
+        error, with the lists of keys, is printed and nothing is written).
+    """
+    print(f'Loading {src}')
+    source = load_source_state_dict(src)
+    print(f'{len(source)} tensors; building the model of {config}')
+    try:
+        result = converter(source, config)
+    except ConversionError as err:
+        print(f'Conversion failed, nothing written:\n{err}', file=sys.stderr)
+        return 1
+    print(result.summary())
+    save_mmengine_checkpoint(result, dst, config, src=src)
+    num_params = sum(v.numel() for k, v in result.state_dict.items()
+                     if not k.endswith(('running_mean', 'running_var',
+                                        'num_batches_tracked')))
+    print(f'Saved {dst}: {len(result.state_dict)} tensors, '
+          f'{num_params:,} parameters (without BN statistics)')
+    return 0
+
+
 __all__ = [
-    'COCO_CLASSES', 'ConversionError', 'Conversion', 'Part',
+    'COCO_CLASSES', 'run_conversion', 'ConversionError', 'Conversion', 'Part',
     'c2_resnet_key_to_mmdet', 'mobilenetv2_key_to_mmdet',
     'c2_fpn_key_to_mmdet', 'c2_parts', 'convert_centermask2',
     'check_pixel_stats', 'build_target_model', 'run_parts',

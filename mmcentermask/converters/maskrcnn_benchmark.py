@@ -51,9 +51,10 @@ from torch import Tensor
 from .centermask2 import (MOBILENET_TYPES, RESNET_TYPES, VOVNET_TYPES,
                           Conversion, ConversionError, Part,
                           _apply_resnet_rules, _backbone_cfg, _extra_fill,
-                          _fcos_key_fn, _prepare, _preprocessor_stats,
+                          _prepare, _preprocessor_stats,
                           _reshape_to_target, mobilenetv2_key_to_mmdet,
                           run_parts, strip_module_prefix)
+from .fcos import c2_fcos_head_key_to_mmdet
 from .vovnet import BN_EPS, fold_frozen_bn_eps, mb_vovnet_key_to_mmdet
 
 #: maskrcnn-benchmark's ``INPUT.PIXEL_MEAN`` (BGR, std 1) of every CenterMask
@@ -220,7 +221,7 @@ def mb_parts(cfg) -> Tuple[List[Part], Dict[str, int]]:
         backbone,
         Part('fpn', 'backbone.fpn.', 'neck.',
              lambda k: mb_fpn_key_to_mmdet(k, num_ins=num_ins)),
-        Part('fcos', 'rpn.head.', 'bbox_head.', _fcos_key_fn(),
+        Part('fcos', 'rpn.head.', 'bbox_head.', c2_fcos_head_key_to_mmdet,
              _reshape_to_target),
         Part('mask_branch', 'roi_heads.', 'roi_head.',
              mb_mask_branch_key_to_mmdet, _drop_background_row),

@@ -27,8 +27,7 @@ if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
 from mmcentermask.converters.centermask2 import (  # noqa: E402
-    ConversionError, convert_centermask2, load_source_state_dict,
-    save_mmengine_checkpoint)
+    convert_centermask2, run_conversion)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -43,22 +42,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    print(f'Loading {args.src}')
-    source = load_source_state_dict(args.src)
-    print(f'{len(source)} tensors; building the model of {args.config}')
-    try:
-        result = convert_centermask2(source, args.config)
-    except ConversionError as err:
-        print(f'Conversion failed, nothing written:\n{err}', file=sys.stderr)
-        return 1
-    print(result.summary())
-    save_mmengine_checkpoint(result, args.dst, args.config, src=args.src)
-    num_params = sum(v.numel() for k, v in result.state_dict.items()
-                     if not k.endswith(('running_mean', 'running_var',
-                                        'num_batches_tracked')))
-    print(f'Saved {args.dst}: {len(result.state_dict)} tensors, '
-          f'{num_params:,} parameters (without BN statistics)')
-    return 0
+    return run_conversion(args.src, args.dst, args.config, convert_centermask2)
 
 
 if __name__ == '__main__':

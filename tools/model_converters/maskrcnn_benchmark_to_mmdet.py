@@ -25,8 +25,7 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from mmcentermask.converters.centermask2 import (  # noqa: E402
-    ConversionError, load_source_state_dict, save_mmengine_checkpoint)
+from mmcentermask.converters.centermask2 import run_conversion  # noqa: E402
 from mmcentermask.converters.maskrcnn_benchmark import (  # noqa: E402
     convert_maskrcnn_benchmark)
 
@@ -44,22 +43,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    print(f'Loading {args.src}')
-    source = load_source_state_dict(args.src)
-    print(f'{len(source)} tensors; building the model of {args.config}')
-    try:
-        result = convert_maskrcnn_benchmark(source, args.config)
-    except ConversionError as err:
-        print(f'Conversion failed, nothing written:\n{err}', file=sys.stderr)
-        return 1
-    print(result.summary())
-    save_mmengine_checkpoint(result, args.dst, args.config, src=args.src)
-    num_params = sum(v.numel() for k, v in result.state_dict.items()
-                     if not k.endswith(('running_mean', 'running_var',
-                                        'num_batches_tracked')))
-    print(f'Saved {args.dst}: {len(result.state_dict)} tensors, '
-          f'{num_params:,} parameters (without BN statistics)')
-    return 0
+    return run_conversion(args.src, args.dst, args.config, convert_maskrcnn_benchmark)
 
 
 if __name__ == '__main__':

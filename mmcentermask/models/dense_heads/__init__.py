@@ -1,3 +1,3 @@
-from .centermask_fcos_head import CenterMaskFCOSHead, CenterMaskGIoULoss
+from .centermask_fcos_head import CenterMaskFCOSHead
 
-__all__ = ['CenterMaskFCOSHead', 'CenterMaskGIoULoss']
+__all__ = ['CenterMaskFCOSHead']

@@ -17,14 +17,11 @@ and ``centermask.layers.IOULoss``; maskrcnn-benchmark CenterMask
 ``maskrcnn_benchmark/modeling/rpn/fcos/{loss,inference}.py``.
 """
 import copy
-import re
-from collections import OrderedDict
-from typing import Dict, List, Mapping, Optional, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 from mmcv.ops import batched_nms
 from mmdet.models.dense_heads import FCOSHead
-from mmdet.models.losses.utils import weighted_loss
 from mmdet.models.utils import filter_scores_and_topk, unpack_gt_instances
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
@@ -32,7 +29,7 @@ from mmdet.structures.bbox import get_box_wh, scale_boxes
 from mmdet.utils import (ConfigType, InstanceList, OptConfigType,
                          OptInstanceList, reduce_mean)
 from mmengine.structures import InstanceData
-from torch import Tensor, nn
+from torch import Tensor
 
 LOSS_NORMALIZATIONS = ('c2', 'mb')
 Divisor = Union[Tensor, float]
@@ -76,103 +73,6 @@ def per_class_nms(bboxes: Tensor, scores: Tensor, labels: Tensor,
     det_scores, order = kept_scores[keep].sort(descending=True)
     keep = keep[order]
     return torch.cat([bboxes[keep], det_scores[:, None]], dim=1), keep
-
-
-@weighted_loss
-def smoothed_giou_loss(pred: Tensor,
-                       target: Tensor,
-                       smooth: float = 1.0,
-                       enclose_eps: float = 0.0) -> Tensor:
-    """GIoU loss with additive IoU smoothing, as in centermask2 / FCOS.
-
-    IoU = (I + smooth) / (U + smooth); GIoU = IoU - (E - U) / (E + enclose_eps)
-    with intersection I, union U and enclosing-box area E; loss = 1 - GIoU.
-
-    Args:
-        pred (Tensor): Predicted boxes (x1, y1, x2, y2), shape (n, 4).
-        target (Tensor): Target boxes (x1, y1, x2, y2), shape (n, 4).
-        smooth (float): Added to intersection and union, in the squared
-            unit of the boxes.
-        enclose_eps (float): Added to the enclosing area.
-
-    Returns:
-        Tensor: Loss per box pair, shape (n, ).
-    """
-    pred_area = (pred[:, 2] - pred[:, 0]) * (pred[:, 3] - pred[:, 1])
-    target_area = (target[:, 2] - target[:, 0]) * (target[:, 3] - target[:, 1])
-    inter_wh = (torch.min(pred[:, 2:], target[:, 2:]) -
-                torch.max(pred[:, :2], target[:, :2])).clamp(min=0)
-    inter = inter_wh[:, 0] * inter_wh[:, 1]
-    union = target_area + pred_area - inter
-    ious = (inter + smooth) / (union + smooth)
-    enclose_wh = (
-        torch.max(pred[:, 2:], target[:, 2:]) -
-        torch.min(pred[:, :2], target[:, :2]))
-    enclose = enclose_wh[:, 0] * enclose_wh[:, 1]
-    gious = ious - (enclose - union) / (enclose + enclose_eps)
-    return 1 - gious
-
-
-@MODELS.register_module()
-class CenterMaskGIoULoss(nn.Module):
-    """GIoU loss of centermask2 (``IOULoss('giou')``) on xyxy boxes.
-
-    Unlike mmdet's ``GIoULoss`` the IoU is smoothed, (I + 1) / (U + 1), and
-    the enclosing area has no epsilon. :class:`CenterMaskFCOSHead` feeds
-    boxes decoded around the origin from (l, t, r, b) distances, so the
-    smoothing acts in stride units as in C2 (with ``norm_on_bbox``) or in
-    pixels as in MB. For MB use ``enclose_eps=1e-7``.
-
-    Args:
-        smooth (float): IoU smoothing term. Defaults to 1.0.
-        enclose_eps (float): Epsilon added to the enclosing area.
-            Defaults to 0.0.
-        reduction (str): ``'none'``, ``'mean'`` or ``'sum'``.
-            Defaults to ``'mean'``.
-        loss_weight (float): Weight of the loss. Defaults to 1.0.
-    """
-
-    def __init__(self,
-                 smooth: float = 1.0,
-                 enclose_eps: float = 0.0,
-                 reduction: str = 'mean',
-                 loss_weight: float = 1.0) -> None:
-        super().__init__()
-        self.smooth = smooth
-        self.enclose_eps = enclose_eps
-        self.reduction = reduction
-        self.loss_weight = loss_weight
-
-    def forward(self,
-                pred: Tensor,
-                target: Tensor,
-                weight: Optional[Tensor] = None,
-                avg_factor: Optional[float] = None,
-                reduction_override: Optional[str] = None) -> Tensor:
-        """Compute the loss.
-
-        Args:
-            pred (Tensor): Predicted boxes (x1, y1, x2, y2), shape (n, 4).
-            target (Tensor): Target boxes, shape (n, 4).
-            weight (Tensor, optional): Weight per box, shape (n, ).
-            avg_factor (float, optional): Divisor of the weighted sum when
-                the reduction is ``'mean'``.
-            reduction_override (str, optional): Overrides ``reduction``.
-
-        Returns:
-            Tensor: The loss, a scalar unless the reduction is ``'none'``.
-        """
-        if weight is not None and not torch.any(weight > 0):
-            return (pred * weight[:, None]).sum()
-        reduction = reduction_override or self.reduction
-        return self.loss_weight * smoothed_giou_loss(
-            pred,
-            target,
-            weight,
-            reduction=reduction,
-            avg_factor=avg_factor,
-            smooth=self.smooth,
-            enclose_eps=self.enclose_eps)
 
 
 @MODELS.register_module()
@@ -595,73 +495,3 @@ class CenterMaskFCOSHead(FCOSHead):
         if max_per_img <= 0 or len(results) <= max_per_img:
             return results
         return results[results.scores >= results.scores[max_per_img - 1]]
-
-
-_C2_TOWERS = {'cls_tower': 'cls_convs', 'bbox_tower': 'reg_convs'}
-_C2_TOWER_LAYERS = ('conv', 'gn')  # tower = [conv, GN, ReLU] * n
-_C2_PREDICTORS = {
-    'cls_logits': 'conv_cls',
-    'bbox_pred': 'conv_reg',
-    'ctrness': 'conv_centerness',  # C2
-    'centerness': 'conv_centerness',  # MB
-}
-_C2_TOWER_PARAM = re.compile(r'(?P<index>\d+)\.(?P<param>weight|bias)')
-_C2_SCALE_PARAM = re.compile(r'\d+\.scale')
-
-
-def c2_fcos_head_key_to_mmdet(key: str) -> str:
-    """Name in :class:`CenterMaskFCOSHead` of a centermask2 (or MB) FCOS
-    head parameter.
-
-    ``cls_tower.{3i}`` -> ``cls_convs.{i}.conv``, ``cls_tower.{3i+1}`` ->
-    ``cls_convs.{i}.gn`` (``bbox_tower`` -> ``reg_convs``), ``cls_logits``
-    -> ``conv_cls``, ``bbox_pred`` -> ``conv_reg``, ``ctrness`` (MB
-    ``centerness``) -> ``conv_centerness``, ``scales.{l}.scale`` unchanged.
-
-    Args:
-        key (str): Key relative to the head, e.g. ``'cls_tower.3.weight'``.
-
-    Returns:
-        str: The mmdet key, e.g. ``'cls_convs.1.conv.weight'``.
-
-    Raises:
-        KeyError: For any other key (e.g. a non-empty ``share_tower``).
-    """
-    module, _, param = key.partition('.')
-    if module in _C2_PREDICTORS and param in ('weight', 'bias'):
-        return f'{_C2_PREDICTORS[module]}.{param}'
-    if module == 'scales' and _C2_SCALE_PARAM.fullmatch(param):
-        return key
-    tower_param = _C2_TOWER_PARAM.fullmatch(param)
-    if module in _C2_TOWERS and tower_param:
-        layer, position = divmod(int(tower_param['index']), 3)
-        if position < len(_C2_TOWER_LAYERS):
-            return (f'{_C2_TOWERS[module]}.{layer}.'
-                    f"{_C2_TOWER_LAYERS[position]}.{tower_param['param']}")
-    raise KeyError(f'unknown centermask2 FCOS head key {key!r}')
-
-
-def convert_c2_fcos_head(state_dict: Mapping[str, Tensor],
-                         src_prefix: str = 'proposal_generator.fcos_head.',
-                         dst_prefix: str = '') -> 'OrderedDict[str, Tensor]':
-    """Convert the FCOS head entries of a centermask2 state dict.
-
-    Args:
-        state_dict (Mapping[str, Tensor]): Source state dict; entries
-            outside ``src_prefix`` are ignored.
-        src_prefix (str): Head prefix in the source (MB: ``'rpn.head.'``).
-        dst_prefix (str): Prefix of the result, e.g. ``'bbox_head.'``.
-
-    Returns:
-        OrderedDict[str, Tensor]: :class:`CenterMaskFCOSHead` entries. The
-        (1, )-shaped C2 scales become 0-d like mmcv's ``Scale``.
-    """
-    converted = OrderedDict()
-    for key, value in state_dict.items():
-        if not key.startswith(src_prefix):
-            continue
-        name = c2_fcos_head_key_to_mmdet(key[len(src_prefix):])
-        if name.startswith('scales.'):
-            value = value.reshape(())
-        converted[dst_prefix + name] = value
-    return converted

@@ -20,10 +20,10 @@ from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 
 import mmcentermask.models.dense_heads.centermask_fcos_head as head_module
-from mmcentermask.models.dense_heads import (CenterMaskFCOSHead,
-                                             CenterMaskGIoULoss)
-from mmcentermask.models.dense_heads.centermask_fcos_head import (
-    c2_fcos_head_key_to_mmdet, convert_c2_fcos_head)
+from mmcentermask.converters.fcos import (c2_fcos_head_key_to_mmdet,
+                                          convert_c2_fcos_head)
+from mmcentermask.models.dense_heads import CenterMaskFCOSHead
+from mmcentermask.models.losses import CenterMaskGIoULoss
 
 STRIDES = (8, 16, 32, 64, 128)
 LEVELS = (3, 4, 5, 6, 7)
