@@ -13,7 +13,7 @@
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
-config=configs/centermask/centermask-lite_vovnet-v2-19-slim-dw_fpn-64_1xb8-1500i_shapes.py
+config=configs/centermask/centermask-lite_vovnet-v2-19-slim-dw_fpn-64_1xb8-1600i_shapes.py
 work_dir=${QS_WORK_DIR:-work_dirs/quick_start}
 num_vis=${QS_NUM_VIS:-8}
 start=$(date +%s)

@@ -14,7 +14,7 @@ from conftest import REPO_ROOT
 
 QUICK_START = os.path.join(
     REPO_ROOT, 'configs/centermask/'
-    'centermask-lite_vovnet-v2-19-slim-dw_fpn-64_1xb8-1500i_shapes.py')
+    'centermask-lite_vovnet-v2-19-slim-dw_fpn-64_1xb8-1600i_shapes.py')
 
 CONFIG = """
 _base_ = {base!r}

@@ -2,7 +2,8 @@
 # shapes dataset (tools/dataset_converters/make_shapes_dataset.py, 3 classes), in about
 # 15 minutes on 2 cores. Differences from the COCO Lite recipe, all because there are no
 # ImageNet weights and no GPU: trainable BN (no pretrained statistics to freeze), 64-channel
-# FPN and heads, short side 128-160, AdamW with gradient clipping, 1500 iterations of batch 8.
+# FPN and heads, short side 128-160, at most 50 FCOS detections per image as training RoIs
+# (centermask2: 100), AdamW with gradient clipping, 1600 iterations of batch 8.
 _base_ = './centermask-lite_vovnet-v2-19-slim-dw_fpn_ms-4x_coco.py'
 
 data_root = 'data/shapes/'
@@ -19,7 +20,8 @@ model = dict(
     roi_head=dict(
         mask_roi_extractor=dict(out_channels=channels),
         mask_head=dict(in_channels=channels, conv_out_channels=channels),
-        mask_iou_head=dict(in_channels=channels, conv_out_channels=channels)))
+        mask_iou_head=dict(in_channels=channels, conv_out_channels=channels)),
+    train_cfg=dict(fcos_proposal=dict(max_per_img=50)))
 
 train_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -68,7 +70,7 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/val.json')
 test_evaluator = val_evaluator
 
-max_iters = 1500
+max_iters = 1600
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 param_scheduler = [
     dict(
@@ -79,7 +81,7 @@ param_scheduler = [
         begin=0,
         end=max_iters,
         by_epoch=False,
-        milestones=[1125, 1400],
+        milestones=[1400, 1550],
         gamma=0.1)
 ]
 optim_wrapper = dict(

@@ -1,0 +1,152 @@
+"""The CenterMask detector: losses fall on a tiny batch, empty GT, no
+detections, tensor mode and the one-place num_classes."""
+import os.path as osp
+
+import numpy as np
+import pytest
+import torch
+from mmdet.registry import MODELS
+from mmdet.structures import DetDataSample
+from mmdet.structures.mask import PolygonMasks
+from mmdet.utils import register_all_modules
+from mmengine.config import Config
+from mmengine.structures import InstanceData
+
+from conftest import REPO_ROOT
+from mmcentermask.datasets import make_image
+
+CONFIG = osp.join(REPO_ROOT, 'configs/centermask/'
+                  'centermask-lite_vovnet-v2-19-slim-dw_fpn_ms-4x_coco.py')
+LOSSES = ('loss_cls', 'loss_bbox', 'loss_centerness', 'loss_mask',
+          'loss_mask_iou')
+
+
+def tiny_cfg(num_classes=3):
+    """The Lite config with 32-channel FPN and heads, trainable BN."""
+    register_all_modules()
+    cfg = Config.fromfile(CONFIG).model
+    cfg.num_classes = num_classes
+    cfg.backbone.norm_cfg = dict(type='BN', requires_grad=True)
+    cfg.backbone.norm_eval = False
+    cfg.neck.out_channels = 32
+    cfg.bbox_head.update(in_channels=32, feat_channels=32,
+                         norm_cfg=dict(type='GN', num_groups=8))
+    cfg.roi_head.mask_roi_extractor.out_channels = 32
+    cfg.roi_head.mask_head.update(in_channels=32, conv_out_channels=32)
+    cfg.roi_head.mask_iou_head.update(in_channels=32, conv_out_channels=32,
+                                      fc_out_channels=64)
+    return cfg
+
+
+def sample(seed, size=64, num_shapes=3):
+    """One shapes image (3, H, W) uint8 and its data sample (polygons)."""
+    img, instances = make_image(np.random.default_rng(seed), size, size,
+                                num_shapes)
+    data_sample = DetDataSample(metainfo=dict(
+        img_shape=(size, size), ori_shape=(size, size),
+        scale_factor=(1., 1.)))
+    gt = InstanceData()
+    gt.bboxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in
+                              (i['bbox'] for i in instances)],
+                             dtype=torch.float32).reshape(-1, 4)
+    gt.labels = torch.tensor([i['category_id'] - 1 for i in instances],
+                             dtype=torch.long)
+    gt.masks = PolygonMasks(
+        [[np.array(p) for p in i['segmentation']] for i in instances], size,
+        size)
+    data_sample.gt_instances = gt
+    return torch.from_numpy(img).permute(2, 0, 1).contiguous(), data_sample
+
+
+def batch(model, seeds, training=True, **kwargs):
+    imgs, samples = zip(*(sample(s, **kwargs) for s in seeds))
+    return model.data_preprocessor(
+        dict(inputs=list(imgs), data_samples=list(samples)), training)
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    detector = MODELS.build(tiny_cfg())
+    detector.init_weights()
+    return detector
+
+
+def test_all_five_losses_fall_in_30_iterations(model):
+    torch.manual_seed(0)
+    data = batch(model, [1, 2])
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    model.train()
+    history = {name: [] for name in LOSSES}
+    for _ in range(30):
+        losses = model.loss(data['inputs'], data['data_samples'])
+        assert set(losses) == set(LOSSES)
+        for name in LOSSES:
+            history[name].append(losses[name].item())
+        optimizer.zero_grad()
+        sum(losses.values()).backward()
+        optimizer.step()
+    for name, values in history.items():
+        first, last = np.mean(values[:3]), np.mean(values[-3:])
+        assert np.isfinite(values).all(), name
+        assert last < first, (name, values)
+
+
+def test_image_without_annotations(model):
+    model.train()
+    data = batch(model, [3], num_shapes=0)
+    assert len(data['data_samples'][0].gt_instances) == 0
+    losses = model.loss(data['inputs'], data['data_samples'])
+    assert set(losses) == set(LOSSES)
+    total = sum(losses.values())
+    assert torch.isfinite(total)
+    total.backward()  # graph-connected even with nothing to learn
+    assert float(losses['loss_mask']) == 0.0
+    assert float(losses['loss_mask_iou']) == 0.0
+
+
+def test_no_detections_give_empty_results(model):
+    model.eval()
+    model.bbox_head.test_cfg['score_thr'] = 1.0  # nothing passes
+    data = batch(model, [4], training=False)
+    with torch.no_grad():
+        result = model.predict(data['inputs'], data['data_samples'])[0]
+    pred = result.pred_instances
+    assert pred.bboxes.shape == (0, 4)
+    assert pred.masks.shape == (0, 64, 64)
+    assert len(pred.scores) == len(pred.labels) == len(pred.mask_scores) == 0
+
+
+def test_predict_fields_and_tensor_mode(model):
+    model.eval()
+    model.bbox_head.test_cfg['score_thr'] = 0.0
+    data = batch(model, [5, 6], training=False)
+    with torch.no_grad():
+        results = model.predict(data['inputs'], data['data_samples'])
+        outs = model._forward(data['inputs'], data['data_samples'])
+        outs_no_samples = model._forward(data['inputs'])
+    for result in results:
+        pred = result.pred_instances
+        assert 0 < len(pred) <= 50
+        assert pred.masks.dtype == torch.bool
+        assert pred.masks.shape[1:] == (64, 64)
+        assert pred.mask_scores.shape == pred.scores.shape
+        assert torch.isfinite(pred.mask_scores).all()
+    cls_scores, bbox_preds, centernesses = outs[:3]
+    assert [tuple(c.shape) for c in cls_scores] == [
+        (2, 3, 8, 8), (2, 3, 4, 4), (2, 3, 2, 2), (2, 3, 1, 1), (2, 3, 1, 1)]
+    assert len(bbox_preds) == len(centernesses) == 5
+    assert len(outs) == len(outs_no_samples) > 3
+
+
+def test_num_classes_is_given_once():
+    register_all_modules()
+    model = MODELS.build(tiny_cfg(num_classes=5))
+    assert model.bbox_head.num_classes == 5
+    assert model.roi_head.mask_head.num_classes == 5
+    assert model.roi_head.mask_iou_head.num_classes == 5
+    cfg = tiny_cfg(num_classes=5)
+    cfg.roi_head.mask_head.num_classes = 7
+    with pytest.raises(ValueError, match='mask_head config says '
+                       'num_classes=7'):
+        MODELS.build(cfg)
