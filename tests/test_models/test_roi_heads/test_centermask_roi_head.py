@@ -9,6 +9,7 @@ from mmdet.structures import DetDataSample
 from mmdet.structures.mask import PolygonMasks
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
+from roi_head_cfg import centermask_roi_head_cfg
 
 CHANNELS, NUM_CLASSES = 8, 3
 TRAIN_CFG = ConfigDict(
@@ -34,35 +35,9 @@ TEST_CFG = ConfigDict(mask_thr_binary=0.5)
 def build_head(train_cfg=TRAIN_CFG, **kwargs):
     torch.manual_seed(0)
     head = MODELS.build(
-        dict(
-            type='CenterMaskRoIHead',
-            mask_roi_extractor=dict(
-                type='AdaptiveLevelRoIExtractor',
-                roi_layer=dict(
-                    type='RoIAlign',
-                    output_size=14,
-                    sampling_ratio=0,
-                    aligned=True),
-                out_channels=CHANNELS,
-                featmap_strides=[8, 16, 32]),
-            mask_head=dict(
-                type='SAGMaskHead',
-                num_convs=2,
-                in_channels=CHANNELS,
-                conv_out_channels=CHANNELS,
-                num_classes=NUM_CLASSES),
-            mask_iou_head=dict(
-                type='CenterMaskIoUHead',
-                num_convs=2,
-                num_fcs=2,
-                roi_feat_size=14,
-                in_channels=CHANNELS,
-                conv_out_channels=CHANNELS,
-                fc_out_channels=16,
-                num_classes=NUM_CLASSES),
-            train_cfg=train_cfg,
-            test_cfg=TEST_CFG,
-            **kwargs))
+        centermask_roi_head_cfg(
+            CHANNELS, NUM_CLASSES, fc_out_channels=16, train_cfg=train_cfg,
+            test_cfg=TEST_CFG, **kwargs))
     head.init_weights()
     return head
 

@@ -9,6 +9,7 @@ from mmdet.structures import DetDataSample
 from mmdet.structures.bbox import bbox2roi
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
+from roi_head_cfg import centermask_roi_head_cfg
 
 from mmcentermask.converters.mask_branch import (convert_mask_branch,
                                                  convert_mask_branch_key)
@@ -19,36 +20,10 @@ C2_PREFIX = 'roi_heads.'
 
 def lite_roi_head(clip_boxes=True):
     """CenterMask-Lite mask branch (128 channels, 2 + 2 convs)."""
-    channels = 128
     return MODELS.build(
-        dict(
-            type='CenterMaskRoIHead',
-            mask_roi_extractor=dict(
-                type='AdaptiveLevelRoIExtractor',
-                roi_layer=dict(
-                    type='RoIAlign',
-                    output_size=14,
-                    sampling_ratio=0,
-                    aligned=True),
-                out_channels=channels,
-                featmap_strides=[8, 16, 32]),
-            mask_head=dict(
-                type='SAGMaskHead',
-                num_convs=2,
-                in_channels=channels,
-                conv_out_channels=channels,
-                num_classes=80),
-            mask_iou_head=dict(
-                type='CenterMaskIoUHead',
-                num_convs=2,
-                num_fcs=2,
-                roi_feat_size=14,
-                in_channels=channels,
-                conv_out_channels=channels,
-                fc_out_channels=1024,
-                num_classes=80),
-            test_cfg=ConfigDict(mask_thr_binary=0.5),
-            clip_boxes=clip_boxes))
+        centermask_roi_head_cfg(
+            128, 80, fc_out_channels=1024,
+            test_cfg=ConfigDict(mask_thr_binary=0.5), clip_boxes=clip_boxes))
 
 
 def assert_rel_close(actual, expected, rel, name):
