@@ -52,6 +52,12 @@ test_pipeline = [
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
                    'scale_factor'))
 ]
+# tools/test.py --tta: the family's TTA (each scale with and without flip) at short sides
+# 128, 160 and 192 with cv2 resizing, as test_pipeline.
+tta_pipeline = _base_.tta_pipeline
+tta_pipeline[1]['transforms'][0] = [
+    dict(type='Resize', scale=(480, s), keep_ratio=True) for s in (128, 160, 192)
+]
 train_dataloader = dict(
     batch_size=8,
     num_workers=1,

@@ -150,6 +150,41 @@ test_pipeline = [
         meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
                    'scale_factor'))
 ]
+# Test-time augmentation (tools/test.py --tta): detectron2's TTA defaults, which the authors'
+# "TTA" row presumably used (no config of theirs sets TEST.AUG): short sides 400-1200 step 100,
+# long side <= 4000, each with and without horizontal flip. Masks are averaged over the views.
+tta_model = dict(type='CenterMaskTTAModel')
+tta_pipeline = [
+    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
+    dict(
+        type='TestTimeAug',
+        transforms=[
+            [
+                dict(
+                    type='Resize',
+                    scale=(4000, s),
+                    keep_ratio=True,
+                    backend='pillow') for s in range(400, 1201, 100)
+            ],
+            [
+                dict(type='RandomFlip', prob=0.),
+                dict(type='RandomFlip', prob=1.)
+            ],
+            [
+                dict(
+                    type='LoadAnnotations',
+                    with_bbox=True,
+                    with_mask=True,
+                    poly2mask=False)
+            ],
+            [
+                dict(
+                    type='PackDetInputs',
+                    meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
+                               'scale_factor', 'flip', 'flip_direction'))
+            ]
+        ])
+]
 train_dataloader = dict(
     batch_size=2,  # x 8 GPUs = the authors' batch of 16
     num_workers=2,

@@ -297,3 +297,25 @@ def test_num_class_check_hook(tiny_coco, mode):
             match=r'`num_classes` \(80\) in CenterMask .* length of '
             r'`classes` 3\)'):
         num_class_check(coco_cfg, build_model(coco_cfg.model), dataset, mode)
+
+
+@pytest.mark.parametrize('path', [
+    osp.join(CENTERMASK_DIR, 'centermask_vovnet-v2-39_fpn_ms-3x_coco.py'),
+    'shapes'
+], ids=['family', 'quick_start'])
+def test_tta_pipeline_makes_flipped_views_at_every_scale(tiny_coco, path):
+    """``tools/test.py --tta``: the views, their sizes and flip metas."""
+    cfg = load_config(shapes_config_path() if path == 'shapes' else path)
+    assert cfg.tta_model.type == 'CenterMaskTTAModel'
+    shapes_cfg = load_config(shapes_config_path())
+    dataset = DATASETS.build(
+        dict(shapes_cfg.test_dataloader.dataset,
+             data_root=str(tiny_coco) + '/', pipeline=cfg.tta_pipeline))
+    views = dataset[0]['data_samples']
+    short_sides = list((128, 160, 192) if path == 'shapes' else
+                       range(400, 1201, 100))
+    assert len(views) == 2 * len(short_sides)
+    seen = sorted((min(v.img_shape), v.flip) for v in views)
+    assert seen == sorted((s, flip) for s in short_sides
+                          for flip in (False, True))
+    assert all(v.flip_direction in (None, 'horizontal') for v in views)

@@ -103,6 +103,19 @@ def test_train_test_demo(tiny_coco, tmp_path):
                              'mask_scores'}
         assert len(inst['masks']) == len(inst['bboxes']) > 0
 
+    tta_results = tmp_path / 'results_tta.pkl'
+    out = run(sys.executable, 'tools/test.py', config, str(ckpt), '--tta',
+              '--out', str(tta_results), '--work-dir', str(tmp_path / 'tta'))
+    assert 'coco/segm_mAP' in out
+    with open(tta_results, 'rb') as f:
+        tta_preds = pickle.load(f)
+    for pred, tta_pred in zip(preds, tta_preds):
+        inst = tta_pred['pred_instances']
+        assert len(inst['masks']) == len(inst['bboxes']) > 0
+        # masks come RLE-encoded, each of the original image size
+        assert inst['masks'][0]['size'] == pred['pred_instances']['masks'][
+            0]['size']
+
     out = run(sys.executable, 'tools/demo.py', str(tiny_coco / 'val'),
               config, str(ckpt), '--out-dir', str(tmp_path / 'demo'),
               '--score-thr', '0.0')

@@ -73,9 +73,11 @@ class CenterMask(SingleStageDetector):
         bbox_head = copy.deepcopy(bbox_head)
         roi_head = copy.deepcopy(roi_head)
         if num_classes is not None:
-            inject_num_classes(num_classes, bbox_head=bbox_head,
-                               mask_head=roi_head.get('mask_head'),
-                               mask_iou_head=roi_head.get('mask_iou_head'))
+            inject_num_classes(
+                num_classes,
+                bbox_head=bbox_head,
+                mask_head=roi_head.get('mask_head'),
+                mask_iou_head=roi_head.get('mask_iou_head'))
         self.num_classes = num_classes
         bbox_head.update(
             train_cfg=train_cfg.get('fcos'), test_cfg=test_cfg.get('fcos'))
@@ -185,9 +187,14 @@ def image_metas(batch_inputs: Tensor,
     if batch_data_samples is not None:
         return [s.metainfo for s in batch_data_samples]
     h, w = batch_inputs.shape[-2:]
-    return [dict(img_shape=(h, w), ori_shape=(h, w), pad_shape=(h, w),
-                 batch_input_shape=(h, w), scale_factor=(1., 1.))
-            for _ in range(batch_inputs.shape[0])]
+    return [
+        dict(
+            img_shape=(h, w),
+            ori_shape=(h, w),
+            pad_shape=(h, w),
+            batch_input_shape=(h, w),
+            scale_factor=(1., 1.)) for _ in range(batch_inputs.shape[0])
+    ]
 
 
 def inject_num_classes(num_classes: int, **head_cfgs: Optional[dict]) -> None:
@@ -215,8 +222,10 @@ def check_num_classes(detector: CenterMask) -> None:
         head = getattr(detector.roi_head, name, None)
         if head is not None:
             heads[f'roi_head.{name}'] = head
-    counts = {name: getattr(head, 'num_classes', None)
-              for name, head in heads.items()}
+    counts = {
+        name: getattr(head, 'num_classes', None)
+        for name, head in heads.items()
+    }
     if len(set(counts.values())) > 1:
         found = ', '.join(f'{k}={v}' for k, v in counts.items())
         raise ValueError(

@@ -4,7 +4,7 @@ Shape shorthand: ``n`` = number of RoIs (detections) in the batch, ``n_i`` =
 of image i, ``C`` = FPN channels, ``S`` = RoI size (14), ``M`` = mask size
 (28), ``K`` = number of classes, ``H x W`` = output canvas of an image.
 """
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -301,18 +301,44 @@ class CenterMaskRoIHead(MaskScoringRoIHead):
         labels = torch.cat([res.labels for res in results_list])
         mask_results = self._mask_forward(x, mask_rois, batch_img_metas)
         mask_iou_preds = self._mask_iou_forward(mask_results, labels)
-
         num_per_img = [len(res) for res in results_list]
+        return self.paste_and_score(
+            results_list, mask_results['mask_preds'].split(num_per_img),
+            mask_iou_preds.split(num_per_img), batch_img_metas, rescale)
+
+    def paste_and_score(self,
+                        results_list: InstanceList,
+                        mask_preds: Sequence[Tensor],
+                        mask_iou_preds: Sequence[Tensor],
+                        batch_img_metas: List[dict],
+                        rescale: bool = False,
+                        activate_map: bool = False) -> InstanceList:
+        """Final instances from per-image mask and MaskIoU predictions.
+
+        Args:
+            results_list (list[:obj:`InstanceData`]): Per image, ``bboxes``
+                (n_i, 4) in network-input pixels, ``scores``, ``labels``.
+                Not modified.
+            mask_preds (Sequence[Tensor]): Per image, (n_i, K, M, M) mask
+                logits, or probabilities when ``activate_map``.
+            mask_iou_preds (Sequence[Tensor]): Per image, (n_i, K) MaskIoU.
+            batch_img_metas (list[dict]): Per image, ``ori_shape`` and
+                ``scale_factor`` (w, h).
+            rescale (bool): See :meth:`predict`.
+            activate_map (bool): ``mask_preds`` are probabilities already
+                (test-time augmentation averages them).
+
+        Returns:
+            list[:obj:`InstanceData`]: See :meth:`predict_mask`.
+        """
         final_list, kept_mask_preds, kept_iou_preds, paste_metas = \
             [], [], [], []
-        for results, img_meta, mask_preds, iou_preds in zip(
-                results_list, batch_img_metas,
-                mask_results['mask_preds'].split(num_per_img),
-                mask_iou_preds.split(num_per_img)):
+        for results, img_meta, img_mask_preds, iou_preds in zip(
+                results_list, batch_img_metas, mask_preds, mask_iou_preds):
             final, keep, paste_meta = self._final_instances(
                 results, img_meta, rescale)
             final_list.append(final)
-            kept_mask_preds.append(mask_preds[keep])
+            kept_mask_preds.append(img_mask_preds[keep])
             kept_iou_preds.append(iou_preds[keep])
             paste_metas.append(paste_meta)
         final_list = self.mask_head.predict_by_feat(
@@ -320,7 +346,8 @@ class CenterMaskRoIHead(MaskScoringRoIHead):
             results_list=final_list,
             batch_img_metas=paste_metas,
             rcnn_test_cfg=self.test_cfg,
-            rescale=False)
+            rescale=False,
+            activate_map=activate_map)
         return self.mask_iou_head.predict_by_feat(
             mask_iou_preds=tuple(kept_iou_preds), results_list=final_list)
 

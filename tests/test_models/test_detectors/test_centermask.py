@@ -1,68 +1,13 @@
 """The CenterMask detector: losses fall on a tiny batch, empty GT, no
 detections, tensor mode and the one-place num_classes."""
-import os.path as osp
-
 import numpy as np
 import pytest
 import torch
 from mmcv.ops import ModulatedDeformConv2d
 from mmdet.registry import MODELS
-from mmdet.structures import DetDataSample
-from mmdet.structures.mask import PolygonMasks
 from mmdet.utils import register_all_modules
-from mmengine.config import Config
-from mmengine.structures import InstanceData
 
-from conftest import REPO_ROOT
-from mmcentermask.datasets import make_image
-
-CONFIG = osp.join(REPO_ROOT, 'configs/centermask/'
-                  'centermask-lite_vovnet-v2-19-slim-dw_fpn_ms-4x_coco.py')
-LOSSES = ('loss_cls', 'loss_bbox', 'loss_centerness', 'loss_mask',
-          'loss_mask_iou')
-
-
-def tiny_cfg(num_classes=3):
-    """The Lite config with 32-channel FPN and heads, trainable BN."""
-    register_all_modules()
-    cfg = Config.fromfile(CONFIG).model
-    cfg.num_classes = num_classes
-    cfg.backbone.norm_cfg = dict(type='BN', requires_grad=True)
-    cfg.backbone.norm_eval = False
-    cfg.neck.out_channels = 32
-    cfg.bbox_head.update(in_channels=32, feat_channels=32,
-                         norm_cfg=dict(type='GN', num_groups=8))
-    cfg.roi_head.mask_roi_extractor.out_channels = 32
-    cfg.roi_head.mask_head.update(in_channels=32, conv_out_channels=32)
-    cfg.roi_head.mask_iou_head.update(in_channels=32, conv_out_channels=32,
-                                      fc_out_channels=64)
-    return cfg
-
-
-def sample(seed, size=64, num_shapes=3):
-    """One shapes image (3, H, W) uint8 and its data sample (polygons)."""
-    img, instances = make_image(np.random.default_rng(seed), size, size,
-                                num_shapes)
-    data_sample = DetDataSample(metainfo=dict(
-        img_shape=(size, size), ori_shape=(size, size),
-        scale_factor=(1., 1.)))
-    gt = InstanceData()
-    gt.bboxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in
-                              (i['bbox'] for i in instances)],
-                             dtype=torch.float32).reshape(-1, 4)
-    gt.labels = torch.tensor([i['category_id'] - 1 for i in instances],
-                             dtype=torch.long)
-    gt.masks = PolygonMasks(
-        [[np.array(p) for p in i['segmentation']] for i in instances], size,
-        size)
-    data_sample.gt_instances = gt
-    return torch.from_numpy(img).permute(2, 0, 1).contiguous(), data_sample
-
-
-def batch(model, seeds, training=True, **kwargs):
-    imgs, samples = zip(*(sample(s, **kwargs) for s in seeds))
-    return model.data_preprocessor(
-        dict(inputs=list(imgs), data_samples=list(samples)), training)
+from detector_utils import LOSSES, batch, tiny_cfg
 
 
 @pytest.fixture
@@ -134,8 +79,9 @@ def test_predict_fields_and_tensor_mode(model):
         assert pred.mask_scores.shape == pred.scores.shape
         assert torch.isfinite(pred.mask_scores).all()
     cls_scores, bbox_preds, centernesses = outs[:3]
-    assert [tuple(c.shape) for c in cls_scores] == [
-        (2, 3, 8, 8), (2, 3, 4, 4), (2, 3, 2, 2), (2, 3, 1, 1), (2, 3, 1, 1)]
+    assert [tuple(c.shape) for c in cls_scores] == [(2, 3, 8, 8), (2, 3, 4, 4),
+                                                    (2, 3, 2, 2), (2, 3, 1, 1),
+                                                    (2, 3, 1, 1)]
     assert len(bbox_preds) == len(centernesses) == 5
     assert len(outs) == len(outs_no_samples) > 3
 
@@ -148,15 +94,16 @@ def test_num_classes_is_given_once():
     assert model.roi_head.mask_iou_head.num_classes == 5
     cfg = tiny_cfg(num_classes=5)
     cfg.roi_head.mask_head.num_classes = 7
-    with pytest.raises(ValueError, match='mask_head config says '
-                       'num_classes=7'):
+    with pytest.raises(
+            ValueError, match='mask_head config says '
+            'num_classes=7'):
         MODELS.build(cfg)
 
 
 def assert_features_close(out, ref):
     """|out - ref| <= 1e-4 x max |ref| (float32 summation order)."""
-    torch.testing.assert_close(out, ref, rtol=0,
-                               atol=1e-4 * float(ref.abs().max()))
+    torch.testing.assert_close(
+        out, ref, rtol=0, atol=1e-4 * float(ref.abs().max()))
 
 
 def channels_last_twin(model, cfg):
@@ -182,13 +129,17 @@ def test_channels_last_matches_nchw(model):
         model.bbox_head.test_cfg['score_thr'] = 0.0
         dets = model.bbox_head.predict(feats, data['data_samples'])
         assert len(dets[0]) > 0
-        ref = model.roi_head.predict(feats, [d.clone() for d in dets],
-                                     data['data_samples'], rescale=False)
-        out = twin.roi_head.predict(feats_cl, [d.clone() for d in dets],
-                                    data['data_samples'], rescale=False)
+        ref = model.roi_head.predict(
+            feats, [d.clone() for d in dets],
+            data['data_samples'],
+            rescale=False)
+        out = twin.roi_head.predict(
+            feats_cl, [d.clone() for d in dets],
+            data['data_samples'],
+            rescale=False)
     for r, o in zip(ref, out):
-        torch.testing.assert_close(o.mask_scores, r.mask_scores, rtol=1e-4,
-                                   atol=1e-5)
+        torch.testing.assert_close(
+            o.mask_scores, r.mask_scores, rtol=1e-4, atol=1e-5)
         assert (o.masks != r.masks).float().mean() < 1e-3
 
     model.train()
@@ -199,17 +150,18 @@ def test_channels_last_matches_nchw(model):
     torch.manual_seed(0)
     losses_cl = twin.loss(data['inputs'], data['data_samples'])
     for name in LOSSES:
-        torch.testing.assert_close(losses_cl[name], losses[name], rtol=1e-4,
-                                   atol=1e-6, msg=name)
+        torch.testing.assert_close(
+            losses_cl[name], losses[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_channels_last_with_deformable_backbone():
     """The DCNv2 layers of VoVNet get NCHW input under channels_last (on a
     channels-last tensor mmcv's kernel reads the wrong elements)."""
     cfg = tiny_cfg()
-    cfg.backbone.update(arch='V-19-slim',
-                        dcn=dict(type='DCNv2', deform_groups=1),
-                        stage_with_dcn=(False, True, True, True))
+    cfg.backbone.update(
+        arch='V-19-slim',
+        dcn=dict(type='DCNv2', deform_groups=1),
+        stage_with_dcn=(False, True, True, True))
     torch.manual_seed(0)
     model = MODELS.build(cfg)
     model.init_weights()
@@ -222,9 +174,8 @@ def test_channels_last_with_deformable_backbone():
         detector.eval()
         for module in detector.modules():
             if isinstance(module, ModulatedDeformConv2d):
-                module.register_forward_hook(
-                    lambda m, a, out, key=id(detector): outputs[key].append(
-                        out))
+                module.register_forward_hook(lambda m, a, out, key=id(
+                    detector): outputs[key].append(out))
     data = batch(model, [9], training=False)
     with torch.no_grad():
         feats = model.extract_feat(data['inputs'])

@@ -1,0 +1,3 @@
+from .centermask_tta import CenterMaskTTAModel
+
+__all__ = ['CenterMaskTTAModel']
