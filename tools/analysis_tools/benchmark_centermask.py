@@ -10,6 +10,9 @@ Method:
   C3-C5 channels are CenterMask's FPN in-channels; Mask R-CNN pools from P2).
   The rest of Mask R-CNN (256-channel FPN, RPN, 2-fc box head, 4-conv mask
   head, 80 classes) is MMDetection's. Random weights (``init_weights``).
+  ``--channels-last`` adds each CenterMask with ``channels_last=True``
+  (NHWC tensors; Mask R-CNN stays NCHW: stock mmdet models do not guard
+  mmcv's NCHW-only RoIAlign).
 * work timed: ``model.test_step`` on one random uint8 image of ``--size``
   (original size = input size, so no resize), i.e. data preprocessor
   (normalise, pad to 32), backbone, neck, heads, box post-processing, mask
@@ -68,6 +71,7 @@ MODELS = {
 }
 MASK_RCNN_BASE = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
 KINDS = ('CenterMask', 'Mask R-CNN')
+CHANNELS_LAST = 'CenterMask channels-last'
 # FCOS distances (stride units) of the benchmarked CenterMask: boxes of
 # 8 x stride, Mask R-CNN's anchor size.
 ANCHOR_HALF_SIDE = 4.
@@ -149,10 +153,15 @@ def anchor_sized_boxes(model) -> None:
     torch.nn.init.constant_(head.conv_reg.bias, ANCHOR_HALF_SIDE)
 
 
+def is_centermask(kind: str) -> bool:
+    """Whether a benchmark row is one of the CenterMask variants."""
+    return kind.startswith('CenterMask')
+
+
 def set_post_processing(model_cfg, kind: str, score_thr: float,
                         max_dets: int) -> None:
     """Score threshold and detections per image of a model config."""
-    post = model_cfg.test_cfg.fcos if kind == 'CenterMask' \
+    post = model_cfg.test_cfg.fcos if is_centermask(kind) \
         else model_cfg.test_cfg.rcnn
     post.score_thr = score_thr
     post.max_per_img = max_dets
@@ -235,13 +244,17 @@ def measure(config: str, kind: str, size: Optional[Tuple[int, int]],
 
     cfg = Config.fromfile(config)
     size = size or test_size(cfg)
-    model_cfg = cfg.model if kind == 'CenterMask' else mask_rcnn_model(cfg)
+    if is_centermask(kind):
+        model_cfg = cfg.model
+        model_cfg.channels_last = kind == CHANNELS_LAST
+    else:
+        model_cfg = mask_rcnn_model(cfg)
     if not args.config_post_processing:
         set_post_processing(model_cfg, kind, args.score_thr, args.max_dets)
     torch.manual_seed(0)
     model = REGISTRY.build(model_cfg)
     model.init_weights()
-    if kind == 'CenterMask':
+    if is_centermask(kind):
         anchor_sized_boxes(model)
     model.to(args.device)
     model.eval()
@@ -289,7 +302,8 @@ def run(models: List[str], args: argparse.Namespace) -> List[dict]:
     """Measure every model and its Mask R-CNN, each in a fresh process."""
     rows = []
     for model in models:
-        for kind in KINDS:
+        kinds = KINDS + ((CHANNELS_LAST, ) if args.channels_last else ())
+        for kind in kinds:
             with ProcessPoolExecutor(
                     max_workers=1,
                     mp_context=get_context('spawn'),
@@ -405,6 +419,10 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=50,
         help='detections (= pasted masks) per image of both detectors')
+    parser.add_argument(
+        '--channels-last',
+        action='store_true',
+        help='also time each CenterMask with channels_last=True (NHWC)')
     parser.add_argument(
         '--config-post-processing',
         action='store_true',
