@@ -5,7 +5,7 @@
 # FPN and heads, short side 128-160 (test: 160, the largest training scale, as detectron2
 # tests at the largest), at most 50 FCOS detections per image as training RoIs
 # (centermask2: 100) of which at most 8 positives per image train the mask and MaskIoU
-# heads (centermask2: 128), channels-last tensors (2x faster convolutions on the CPU),
+# heads (centermask2: 128), channels-last tensors (faster convolutions on the CPU),
 # AdamW with gradient clipping, 1600 iterations of batch 8.
 _base_ = './centermask-lite_vovnet-v2-19-slim-dw_fpn_ms-4x_coco.py'
 
