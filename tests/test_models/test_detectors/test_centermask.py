@@ -33,7 +33,11 @@ def test_all_five_losses_fall_in_30_iterations(model):
         sum(losses.values()).backward()
         optimizer.step()
     for name, values in history.items():
-        first, last = np.mean(values[:3]), np.mean(values[-3:])
+        # medians of the first and last 10 iterations: the MaskIoU loss of
+        # a tiny batch has single-iteration spikes (a RoI whose GT is
+        # mostly outside it gets a large target), whose timing depends on
+        # the CPU's float rounding
+        first, last = np.median(values[:10]), np.median(values[-10:])
         assert np.isfinite(values).all(), name
         assert last < first, (name, values)
 
