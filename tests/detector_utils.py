@@ -3,6 +3,8 @@ import os.path as osp
 
 import numpy as np
 import torch
+from mmdet.models.task_modules.assigners import AssignResult
+from mmdet.models.task_modules.samplers import SamplingResult
 from mmdet.structures import DetDataSample
 from mmdet.structures.mask import PolygonMasks
 from mmdet.utils import register_all_modules
@@ -65,3 +67,20 @@ def batch(model, seeds, training=True, **kwargs):
     imgs, samples = zip(*(sample(s, **kwargs) for s in seeds))
     return model.data_preprocessor(
         dict(inputs=list(imgs), data_samples=list(samples)), training)
+
+
+def make_sampling_result(boxes, gt_boxes, gt_inds, gt_labels):
+    """All ``boxes`` positive, matched to ``gt_inds``."""
+    boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
+    gt_boxes = torch.as_tensor(gt_boxes, dtype=torch.float32).reshape(-1, 4)
+    gt_inds = torch.as_tensor(gt_inds, dtype=torch.long)
+    num = len(boxes)
+    assign = AssignResult(
+        len(gt_boxes),
+        gt_inds + 1,
+        torch.ones(num),
+        labels=torch.as_tensor(gt_labels)[gt_inds])
+    return SamplingResult(
+        torch.arange(num),
+        torch.zeros(0).long(), boxes, gt_boxes, assign,
+        torch.zeros(num).byte())

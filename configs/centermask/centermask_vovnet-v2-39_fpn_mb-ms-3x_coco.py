@@ -47,7 +47,7 @@ model = dict(
         norm_on_bbox=False,
         score_sqrt=False,
         clip_boxes=True,
-        loss_normalization='mb',
+        loss_normalization='maskrcnn_benchmark',
         loss_bbox=dict(
             type='CenterMaskGIoULoss', enclose_eps=1e-7, loss_weight=1.0)),
     roi_head=dict(

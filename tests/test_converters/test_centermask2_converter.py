@@ -24,10 +24,15 @@ from mmdet.registry import MODELS
 from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 
-from mmcentermask.converters.centermask2 import (
-    COCO_CLASSES, MNV2_CONV2_REASON, NBT_REASON, ConversionError,
-    build_target_model, c2_fpn_key_to_mmdet, c2_resnet_key_to_mmdet,
-    convert_centermask2, convert_checkpoint_file, mobilenetv2_key_to_mmdet)
+from mmcentermask.converters import (COCO_CLASSES, ConversionError,
+                                     build_target_model, convert_centermask2)
+from mmcentermask.converters.cli import convert_checkpoint_file
+from mmcentermask.converters.engine import \
+    NUM_BATCHES_TRACKED_REASON as NBT_REASON
+from mmcentermask.converters.key_tables.fpn import c2_fpn_key_to_mmdet
+from mmcentermask.converters.key_tables.mobilenet_v2 import (
+    MNV2_CONV2_REASON, mobilenetv2_key_to_mmdet)
+from mmcentermask.converters.key_tables.resnet import c2_resnet_key_to_mmdet
 
 CONFIG_DIR = REPO_ROOT / 'configs' / 'centermask'
 SLOW = pytest.mark.slow
@@ -401,7 +406,8 @@ def test_checkpoint_files_load_in_mmengine(fmt, tmp_path, lite_source):
             obj = {'model': obj, 'iteration': 1, 'optimizer': {}}
         torch.save(obj, src)
     dst = tmp_path / 'converted.pth'
-    result = convert_checkpoint_file(str(src), str(dst), config_path(LITE))
+    result = convert_checkpoint_file(str(src), str(dst), config_path(LITE),
+                                     convert_centermask2)
     checkpoint = torch.load(dst, weights_only=False)
     assert set(checkpoint) == {'state_dict', 'meta'}
     assert checkpoint['meta']['dataset_meta']['classes'] == COCO_CLASSES
@@ -464,8 +470,8 @@ def test_conversion_summary_lists_parts(lite_source, lite_target):
 def test_module_doctests():
     import doctest
 
-    import mmcentermask.converters.centermask2 as c2_module
-    import mmcentermask.converters.maskrcnn_benchmark as mb_module
-    for module in (c2_module, mb_module):
+    from mmcentermask.converters.key_tables import (fpn, mask_branch,
+                                                    mobilenet_v2, resnet)
+    for module in (fpn, mask_branch, mobilenet_v2, resnet):
         failures, tried = doctest.testmod(module)
         assert failures == 0 and tried > 0, module.__name__

@@ -20,13 +20,15 @@ from golden_utils import REPO_ROOT, golden_dir, golden_state_dict
 from mmdet.registry import MODELS
 from mmengine.config import Config
 
-from mmcentermask.converters.centermask2 import (ConversionError,
-                                                 build_target_model,
-                                                 convert_centermask2)
-from mmcentermask.converters.maskrcnn_benchmark import (
-    MB_PIXEL_MEAN, convert_maskrcnn_benchmark, mb_fpn_key_to_mmdet,
-    mb_mask_branch_key_to_mmdet, mb_resnet_key_to_mmdet)
-from mmcentermask.converters.vovnet import fold_frozen_bn_eps
+from mmcentermask.converters import (ConversionError, build_target_model,
+                                     convert_centermask2,
+                                     convert_maskrcnn_benchmark,
+                                     fold_frozen_bn_eps)
+from mmcentermask.converters.key_tables.fpn import mb_fpn_key_to_mmdet
+from mmcentermask.converters.key_tables.mask_branch import \
+    mb_mask_branch_key_to_mmdet
+from mmcentermask.converters.key_tables.resnet import mb_resnet_key_to_mmdet
+from mmcentermask.converters.maskrcnn_benchmark import MB_PIXEL_MEAN
 
 CONFIG_DIR = REPO_ROOT / 'configs' / 'centermask'
 MB_CONFIG = str(CONFIG_DIR / 'centermask_vovnet-v2-39_fpn_mb-ms-3x_coco.py')
@@ -122,7 +124,7 @@ def test_example_config_switches_mb_behaviour():
     assert model.data_preprocessor.mean == list(MB_PIXEL_MEAN)
     head = model.bbox_head
     assert head.norm_on_bbox is False and head.score_sqrt is False
-    assert head.clip_boxes is True and head.loss_normalization == 'mb'
+    assert head.clip_boxes is True and head.loss_normalization == 'maskrcnn_benchmark'
     assert head.loss_bbox.enclose_eps == 1e-7
     for stage in (model.test_cfg.fcos, model.train_cfg.fcos_proposal):
         assert stage.score_thr == 0.03

@@ -23,10 +23,12 @@ from mmcv.ops import modulated_deform_conv2d
 from torch import Tensor
 
 from mmcentermask.converters import (
-    c2_vovnet_key_to_mmdet, convert_c2_vovnet, convert_mb_vovnet,
+    convert_centermask2_vovnet as convert_c2_vovnet,
+    convert_maskrcnn_benchmark_vovnet as convert_mb_vovnet,
     convert_timm_vovnet, convert_vovnet_state_dict, detect_vovnet_format,
-    fold_frozen_bn_eps, load_source_state_dict, mb_vovnet_key_to_mmdet,
-    timm_vovnet_key_to_mmdet)
+    fold_frozen_bn_eps, load_source_state_dict)
+from mmcentermask.converters.key_tables.vovnet import (
+    c2_vovnet_key_to_mmdet, mb_vovnet_key_to_mmdet, timm_vovnet_key_to_mmdet)
 from mmcentermask.models import VoVNet
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -295,14 +297,14 @@ def single_thread():
 
 # (format, layout, arch, key prefix, DCN stages, target kwargs, MB eps fold)
 CASES = {
-    'c2-v19-slim-dw': ('c2', C2, 'V-19-slim-dw', '', NO_DCN, {}, False),
+    'c2-v19-slim-dw': ('centermask2', C2, 'V-19-slim-dw', '', NO_DCN, {}, False),
     'c2-v39-prefixed':
-    ('c2', C2, 'V-39', 'backbone.bottom_up.', NO_DCN, {}, False),
-    'c2-v19-slim-dcn': ('c2', C2, 'V-19-slim', '', AUTHOR_DCN, {}, False),
+    ('centermask2', C2, 'V-39', 'backbone.bottom_up.', NO_DCN, {}, False),
+    'c2-v19-slim-dcn': ('centermask2', C2, 'V-19-slim', '', AUTHOR_DCN, {}, False),
     'mb-v39-ddp':
-    ('mb', MB, 'V-39', 'module.backbone.body.', NO_DCN, {}, True),
+    ('maskrcnn_benchmark', MB, 'V-39', 'module.backbone.body.', NO_DCN, {}, True),
     'mb-v19-slim-dcn':
-    ('mb', MB, 'V-19-slim', 'backbone.body.', AUTHOR_DCN, {}, True),
+    ('maskrcnn_benchmark', MB, 'V-19-slim', 'backbone.body.', AUTHOR_DCN, {}, True),
     'timm-ese_vovnet39b': ('timm', TIMM, 'V-39', '', NO_DCN,
                            dict(ese_last_only=True), False),
     'timm-ese_vovnet19b_dw': ('timm', TIMM, 'V-19-dw', '', NO_DCN,
@@ -320,7 +322,9 @@ def test_convert_load_strict_and_forward(case):
     result = convert_vovnet_state_dict(
         source, 'auto', reference=model.state_dict(), fold_eps=fold)
     assert result.source_format == fmt
-    assert result.ignored == [prefix + k for k in layout.classifier]
+    assert [k for k, _ in result.dropped] == [
+        prefix + k for k in layout.classifier
+    ]
     assert result.num_converted == len(source) - len(layout.classifier)
     model.load_state_dict(result.state_dict, strict=True)
     with torch.no_grad():
@@ -335,7 +339,7 @@ def test_per_format_functions_equal_dispatcher():
     source, _, _ = make_source(C2, 'V-19-slim-dw')
     a = convert_c2_vovnet(source).state_dict
     b = convert_mb_vovnet(source).state_dict
-    c = convert_vovnet_state_dict(source, 'c2').state_dict
+    c = convert_vovnet_state_dict(source, 'centermask2').state_dict
     assert list(a) == list(b) == list(c)
     timm_source, _, _ = make_source(TIMM, 'V-19-slim-dw')
     assert list(convert_timm_vovnet(timm_source).state_dict) == list(
@@ -451,7 +455,7 @@ def test_frozen_bn_counters_added():
     result = convert_c2_vovnet(source)
     num_norms = sum(k.endswith('running_var') for k in source)
     assert len(result.added) == num_norms
-    assert all(int(result.state_dict[k]) == 0 for k in result.added)
+    assert all(int(result.state_dict[k]) == 0 for k, _ in result.added)
     timm_source, _, _ = make_source(TIMM, 'V-19-slim-dw')
     result = convert_timm_vovnet(timm_source)
     assert result.added == []
@@ -471,8 +475,8 @@ def test_fold_frozen_bn_eps():
     result = convert_mb_vovnet(source, fold_eps=True)
     assert result.num_clamped == 2
     assert torch.equal(result.state_dict['stem.0.norm.running_var'], folded)
-    with pytest.raises(ValueError, match='mb'):
-        convert_vovnet_state_dict(source, 'c2', fold_eps=True)
+    with pytest.raises(ValueError, match='maskrcnn_benchmark'):
+        convert_vovnet_state_dict(source, 'centermask2', fold_eps=True)
     with pytest.raises(ValueError, match='source_format'):
         convert_vovnet_state_dict(source, 'detectron')
 
@@ -481,10 +485,10 @@ def test_detect_format():
     assert detect_vovnet_format(['stages.0.blocks.0.conv_mid.0.conv.weight'
                                  ]) == 'timm'
     assert detect_vovnet_format(['backbone.body.stem.stem_1/conv.weight'
-                                 ]) == 'mb'
+                                 ]) == 'maskrcnn_benchmark'
     assert detect_vovnet_format(['backbone.bottom_up.stem.stem_1/conv.weight'
-                                 ]) == 'c2'
-    assert detect_vovnet_format(['stem.stem_1/conv.weight']) == 'c2'
+                                 ]) == 'centermask2'
+    assert detect_vovnet_format(['stem.stem_1/conv.weight']) == 'centermask2'
     with pytest.raises(ValueError, match='Cannot tell'):
         detect_vovnet_format(['layer1.0.conv1.weight'])
 
@@ -521,7 +525,7 @@ def test_cli_writes_pretrained_checkpoint(tmp_path, capsys, suffix):
     assert 'Ignored 2 classifier tensors' in printed
 
     saved = torch.load(dst, weights_only=False)
-    assert saved['meta']['source_format'] == 'c2'
+    assert saved['meta']['source_format'] == 'centermask2'
     assert saved['meta']['vovnet_kwargs']['arch'] == 'V-19-slim-dw'
     model = VoVNet(
         'V-19-slim-dw',
@@ -533,7 +537,11 @@ def test_cli_writes_pretrained_checkpoint(tmp_path, capsys, suffix):
         torch.equal(v, loaded[k]) for k, v in saved['state_dict'].items())
     with torch.no_grad():
         outs = model.eval()(x)
-    assert all(torch.allclose(o, e, atol=1e-4) for o, e in zip(outs, expected))
+    # relative to the map's magnitude, as test_convert_load_strict_and_forward
+    # (outputs reach ~100; another CPU's kernels differ by ~1e-6 of that)
+    for out, ref in zip(outs, expected):
+        err = (out - ref).abs().max().item()
+        assert err <= 1e-4 * max(1.0, ref.abs().max().item()), err
 
 
 def test_cli_timm_implies_ese_last_only(tmp_path, capsys):

@@ -31,6 +31,13 @@ Method:
   to predict boxes of side 8 x stride at every location, the size of Mask
   R-CNN's anchors (``scales=[8]``) on that level, whose random-weight
   detections are about their anchors.
+* counted: ATen operators of one post-backbone pass (heads, post-processing
+  and pasting; features computed once), with ``torch.profiler``; on CUDA
+  also the host-device synchronisations of that pass
+  (``torch.cuda.set_sync_debug_mode``). ``--nms-mode`` picks CenterMask's
+  FCOS NMS (``auto``: centermask2's rule, ``exact``: class by class,
+  ``batched``: one offset call). The building blocks are in
+  :mod:`mmcentermask.utils.benchmark`.
 * peak memory: every model runs in a fresh process. CPU: the peak resident
   set size during the runs (``VmHWM`` of ``/proc/self/status``, reset through
   ``/proc/self/clear_refs`` after the model is built; ``ru_maxrss`` of
@@ -46,7 +53,6 @@ Example::
         --warmup 1 --threads 2
 """
 import argparse
-import copy
 import os
 import os.path as osp
 import platform
@@ -69,12 +75,15 @@ MODELS = {
     'centermask-lite_v2-39': 'centermask-lite_vovnet-v2-39_fpn_ms-4x_coco.py',
     'centermask_v2-39': 'centermask_vovnet-v2-39_fpn_ms-3x_coco.py',
 }
-MASK_RCNN_BASE = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+GOLDEN_DIR = osp.join(REPO_ROOT, 'tests', 'data', 'golden')
+#: configs whose golden centermask2 weights exist -> golden variant
+GOLDEN_VARIANTS = {
+    'centermask-lite_vovnet-v2-19-slim-dw_fpn_ms-4x_coco.py':
+    'lite_v19_slim_dw',
+    'centermask_vovnet-v2-39_fpn_ms-3x_coco.py': 'v39',
+}
 KINDS = ('CenterMask', 'Mask R-CNN')
 CHANNELS_LAST = 'CenterMask channels-last'
-# FCOS distances (stride units) of the benchmarked CenterMask: boxes of
-# 8 x stride, Mask R-CNN's anchor size.
-ANCHOR_HALF_SIDE = 4.
 
 
 def parse_size(text: str) -> Tuple[int, int]:
@@ -100,71 +109,67 @@ def test_size(cfg) -> Tuple[int, int]:
     return height, width
 
 
-def backbone_channels(backbone_cfg: dict) -> List[int]:
-    """Output channels of a backbone, checked to be strides 4, 8, 16, 32.
-
-    Raises:
-        ValueError: if the outputs are not the strides 4-32.
-    """
-    import torch
-    from mmdet.registry import MODELS as REGISTRY
-    backbone = REGISTRY.build(copy.deepcopy(backbone_cfg))
-    backbone.eval()
-    with torch.no_grad():
-        outs = backbone(torch.zeros(1, 3, 64, 64))
-    sizes = [out.shape[-1] for out in outs]
-    if sizes != [16, 8, 4, 2]:
-        raise ValueError(f'{backbone_cfg["type"]} with out_indices '
-                         f'{backbone_cfg["out_indices"]} gives maps of '
-                         f'{sizes} px on a 64 px input, not strides 4-32')
-    return [out.shape[1] for out in outs]
-
-
-def mask_rcnn_model(centermask_cfg):
-    """MMDetection's Mask R-CNN with the CenterMask config's backbone, data
-    preprocessor and number of classes (see the module docstring)."""
-    from mmengine.hub import get_config
-    cfg = get_config(MASK_RCNN_BASE)
-    backbone = copy.deepcopy(centermask_cfg.model.backbone)
-    out_indices = tuple(backbone['out_indices'])
-    backbone['out_indices'] = (min(out_indices) - 1, ) + out_indices
-    cfg.model.backbone = backbone
-    cfg.model.neck.in_channels = backbone_channels(backbone)
-    cfg.model.data_preprocessor = copy.deepcopy(
-        centermask_cfg.model.data_preprocessor)
-    num_classes = centermask_cfg.model.num_classes
-    cfg.model.roi_head.bbox_head.num_classes = num_classes
-    cfg.model.roi_head.mask_head.num_classes = num_classes
-    return cfg.model
-
-
-def anchor_sized_boxes(model) -> None:
-    """Make every location of a (random-weight) FCOS head predict a box of
-    side ``2 * ANCHOR_HALF_SIDE`` strides.
-
-    Raises:
-        ValueError: for a head whose distances are not in stride units.
-    """
-    import torch
-    head = model.bbox_head
-    if not head.norm_on_bbox:
-        raise ValueError('the benchmark sets box sizes of FCOS heads with '
-                         'norm_on_bbox=True only')
-    torch.nn.init.constant_(head.conv_reg.bias, ANCHOR_HALF_SIDE)
-
-
 def is_centermask(kind: str) -> bool:
     """Whether a benchmark row is one of the CenterMask variants."""
     return kind.startswith('CenterMask')
 
 
-def set_post_processing(model_cfg, kind: str, score_thr: float,
-                        max_dets: int) -> None:
-    """Score threshold and detections per image of a model config."""
-    post = model_cfg.test_cfg.fcos if is_centermask(kind) \
-        else model_cfg.test_cfg.rcnn
-    post.score_thr = score_thr
-    post.max_per_img = max_dets
+def golden_variant(config: str) -> str:
+    """The golden variant of a config, or SystemExit naming the configs
+    that have golden weights."""
+    variant = GOLDEN_VARIANTS.get(osp.basename(config))
+    if variant is None:
+        sys.exit(f'--golden-weights: no golden weights for {config}; '
+                 f'available for {sorted(GOLDEN_VARIANTS)}')
+    return variant
+
+
+def load_golden_weights(model, config: str, kind: str) -> None:
+    """The converted golden centermask2 weights (deterministic synthetic
+    weights of ``tests/data/golden``): the whole CenterMask, or the
+    backbone of the Mask R-CNN."""
+    import importlib.util
+
+    from mmcentermask.converters import convert_centermask2
+    variant = golden_variant(config)
+    spec = importlib.util.spec_from_file_location(
+        'golden_make_weights', osp.join(GOLDEN_DIR, 'make_weights.py'))
+    make_weights = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_weights)
+    weights = make_weights.build_state_dict(
+        make_weights.load_manifest(
+            osp.join(GOLDEN_DIR, variant, 'manifest.json')))
+    converted = convert_centermask2(weights, config).state_dict
+    if is_centermask(kind):
+        model.load_state_dict(converted, strict=True)
+        return
+    backbone = {
+        k[len('backbone.'):]: v
+        for k, v in converted.items() if k.startswith('backbone.')
+    }
+    model.backbone.load_state_dict(backbone, strict=True)
+
+
+def golden_data(config: str) -> dict:
+    """The golden coffee photograph as the test pipeline gives it (resized
+    with PIL to the config's test size), packed for ``test_step``."""
+    import numpy as np
+    import torch
+    from mmdet.structures import DetDataSample
+    with np.load(
+            osp.join(GOLDEN_DIR, golden_variant(config),
+                     'coffee_infer.npz')) as data:
+        image = torch.from_numpy(data['input_image'])
+        ori_h, ori_w = (int(v) for v in data['orig_hw'])
+        scale_x, scale_y = (float(v) for v in data['scale_xy'])
+    sample = DetDataSample(
+        metainfo=dict(
+            img_id=0,
+            img_path='coffee.png',
+            ori_shape=(ori_h, ori_w),
+            img_shape=tuple(image.shape[1:]),
+            scale_factor=(scale_x, scale_y)))
+    return dict(inputs=[image], data_samples=[sample])
 
 
 def current_rss_mb() -> float:
@@ -198,24 +203,6 @@ def peak_rss_mb(was_reset: bool) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def make_data(size: Tuple[int, int], seed: int = 0) -> dict:
-    """A packed batch of one random uint8 image whose original size is the
-    input size (what ``PackDetInputs`` yields after ``Resize``)."""
-    import torch
-    from mmdet.structures import DetDataSample
-    generator = torch.Generator().manual_seed(seed)
-    image = torch.randint(
-        0, 256, (3, *size), generator=generator, dtype=torch.uint8)
-    sample = DetDataSample(
-        metainfo=dict(
-            img_id=0,
-            img_path='random.jpg',
-            ori_shape=size,
-            img_shape=size,
-            scale_factor=(1., 1.)))
-    return dict(inputs=[image], data_samples=[sample])
-
-
 def measure(config: str, kind: str, size: Optional[Tuple[int, int]],
             args: argparse.Namespace) -> Dict[str, object]:
     """Build one model and time it; runs in its own process.
@@ -236,6 +223,11 @@ def measure(config: str, kind: str, size: Optional[Tuple[int, int]],
     from mmengine.logging import MMLogger
 
     import mmcentermask  # noqa: F401  (registration)
+    from mmcentermask.utils.benchmark import (anchor_sized_boxes,
+                                              count_aten_ops,
+                                              count_cuda_syncs, heads_pass,
+                                              make_data, mask_rcnn_model_cfg,
+                                              set_post_processing)
     register_all_modules()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -248,14 +240,21 @@ def measure(config: str, kind: str, size: Optional[Tuple[int, int]],
         model_cfg = cfg.model
         model_cfg.channels_last = kind == CHANNELS_LAST
     else:
-        model_cfg = mask_rcnn_model(cfg)
+        model_cfg = mask_rcnn_model_cfg(cfg)
     if not args.config_post_processing:
-        set_post_processing(model_cfg, kind, args.score_thr, args.max_dets)
+        set_post_processing(model_cfg, args.score_thr, args.max_dets)
+    if is_centermask(kind):
+        model_cfg.test_cfg.fcos.nms_mode = args.nms_mode
     torch.manual_seed(0)
     model = REGISTRY.build(model_cfg)
     model.init_weights()
-    if is_centermask(kind):
+    if args.golden_weights:
+        load_golden_weights(model, config, kind)
+        size = tuple(golden_data(config)['inputs'][0].shape[1:])
+    elif is_centermask(kind):
         anchor_sized_boxes(model)
+    new_data = (lambda: golden_data(config)) if args.golden_weights \
+        else (lambda: make_data(size))
     model.to(args.device)
     model.eval()
     params = sum(p.numel() for p in model.parameters())
@@ -270,7 +269,7 @@ def measure(config: str, kind: str, size: Optional[Tuple[int, int]],
     wall, cpu, masks = [], [], []
     with torch.no_grad():
         for i in range(args.warmup + args.repeat):
-            data = make_data(size)
+            data = new_data()
             if cuda:
                 torch.cuda.synchronize()
             start, start_cpu = time.perf_counter(), time.process_time()
@@ -286,7 +285,13 @@ def measure(config: str, kind: str, size: Optional[Tuple[int, int]],
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak = peak_rss_mb(was_reset)
+    heads = heads_pass(model, new_data())
+    heads()
+    ops = count_aten_ops(heads)[0]
+    syncs = count_cuda_syncs(heads) if cuda else None
     return dict(
+        aten_ops=ops,
+        syncs=syncs,
         size=size,
         params_m=params / 1e6,
         masks=statistics.median(masks),
@@ -325,8 +330,9 @@ def table(rows: List[dict], device: str) -> str:
         else 'inference peak CUDA memory (MiB)'
     head = [
         'model', 'detector', 'input (HxW)', 'params (M)', 'masks',
-        'latency median (min-max) (ms)', 'x Mask R-CNN'
-    ]
+        'latency median (min-max) (ms)', 'x Mask R-CNN',
+        'ATen ops after the backbone'
+    ] + (['host syncs after the backbone'] if device == 'cuda' else [])
     if device == 'cpu':
         head += ['CPU time (ms)', 'x Mask R-CNN']
     head += [mem, 'x Mask R-CNN', 'process peak (MiB)']
@@ -339,8 +345,8 @@ def table(rows: List[dict], device: str) -> str:
             row['model'], row['kind'], '{}x{}'.format(*row['size']),
             f'{row["params_m"]:.1f}', f'{row["masks"]:g}',
             f'{median:.0f} ({low:.0f}-{high:.0f})',
-            f'{median / ref["latency_ms"][0]:.2f}'
-        ]
+            f'{median / ref["latency_ms"][0]:.2f}', f'{row["aten_ops"]}'
+        ] + ([f'{row["syncs"]}'] if device == 'cuda' else [])
         if device == 'cpu':
             cells += [
                 f'{row["cpu_ms"]:.0f}', f'{row["cpu_ms"] / ref["cpu_ms"]:.2f}'
@@ -420,6 +426,18 @@ def parse_args() -> argparse.Namespace:
         default=50,
         help='detections (= pasted masks) per image of both detectors')
     parser.add_argument(
+        '--golden-weights',
+        action='store_true',
+        help='realistic candidates: the converted golden centermask2 weights '
+        '(CenterMask; the backbone of Mask R-CNN) on the golden coffee '
+        'image resized to the config\'s test size, with the config\'s '
+        'post-processing (Lite V2-19-slim-dw and V2-39 configs only)')
+    parser.add_argument(
+        '--nms-mode',
+        choices=['auto', 'exact', 'batched'],
+        default='auto',
+        help='CenterMask FCOS NMS mode (test_cfg.fcos.nms_mode)')
+    parser.add_argument(
         '--channels-last',
         action='store_true',
         help='also time each CenterMask with channels_last=True (NHWC)')
@@ -429,6 +447,8 @@ def parse_args() -> argparse.Namespace:
         help='keep each config\'s thresholds (ignores --score-thr and '
         '--max-dets; the number of masks then depends on the weights)')
     args = parser.parse_args()
+    if args.golden_weights:
+        args.config_post_processing = True
     if args.repeat < 1 or args.warmup < 0:
         parser.error('--repeat must be >= 1 and --warmup >= 0')
     for model in args.models:
@@ -450,7 +470,7 @@ def main() -> None:
     print(f'load average after: {load_average()}')
     post = 'config thresholds' if args.config_post_processing else \
         f'score_thr {args.score_thr}, max_per_img {args.max_dets}'
-    print(f'post-processing: {post}')
+    print(f'post-processing: {post}; CenterMask nms_mode {args.nms_mode}')
     if args.device == 'cpu':
         methods = sorted({row['rss_method'] for row in rows})
         print(f'peak RSS from: {", ".join(methods)}')

@@ -14,10 +14,10 @@ SRC: ``.pth`` (with or without a ``model`` entry) or ``.pkl`` of numpy
 arrays. The target key set is the model of CONFIG: a source key no table
 maps, or a target key not filled, stops the conversion with the list and
 nothing is written. The part tables are in
-:mod:`mmcentermask.converters.centermask2`. Only convert files you trust
+:mod:`mmcentermask.converters.centermask2` and
+:mod:`mmcentermask.converters.key_tables`. Only convert files you trust
 (``.pth`` files are unpickled).
 """
-import argparse
 import os.path as osp
 import sys
 from typing import List, Optional
@@ -26,23 +26,12 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from mmcentermask.converters.centermask2 import (  # noqa: E402
-    convert_centermask2, run_conversion)
-
-
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description='Convert a centermask2 checkpoint to mmcentermask.')
-    parser.add_argument('src', help='centermask2 checkpoint (.pth or .pkl)')
-    parser.add_argument('dst', help='output MMEngine checkpoint (.pth)')
-    parser.add_argument(
-        '--config', required=True, help='mmcentermask config of the model')
-    return parser.parse_args(argv)
+from mmcentermask.converters import convert_centermask2  # noqa: E402
+from mmcentermask.converters.cli import main as convert_main  # noqa: E402
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_args(argv)
-    return run_conversion(args.src, args.dst, args.config, convert_centermask2)
+    return convert_main(argv, convert_centermask2, 'centermask2')
 
 
 if __name__ == '__main__':

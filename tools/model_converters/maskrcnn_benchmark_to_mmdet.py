@@ -16,7 +16,6 @@ reproduced). A source key no table maps, or a target key not filled, stops
 the conversion with the list and nothing is written. Only convert files you
 trust (``.pth`` files are unpickled).
 """
-import argparse
 import os.path as osp
 import sys
 from typing import List, Optional
@@ -25,25 +24,12 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
-from mmcentermask.converters.centermask2 import run_conversion  # noqa: E402
-from mmcentermask.converters.maskrcnn_benchmark import (  # noqa: E402
-    convert_maskrcnn_benchmark)
-
-
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description='Convert a maskrcnn-benchmark CenterMask checkpoint to '
-        'mmcentermask.')
-    parser.add_argument('src', help='maskrcnn-benchmark checkpoint (.pth)')
-    parser.add_argument('dst', help='output MMEngine checkpoint (.pth)')
-    parser.add_argument(
-        '--config', required=True, help='mmcentermask config of the model')
-    return parser.parse_args(argv)
+from mmcentermask.converters import convert_maskrcnn_benchmark  # noqa: E402
+from mmcentermask.converters.cli import main as convert_main  # noqa: E402
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_args(argv)
-    return run_conversion(args.src, args.dst, args.config, convert_maskrcnn_benchmark)
+    return convert_main(argv, convert_maskrcnn_benchmark, 'maskrcnn-benchmark')
 
 
 if __name__ == '__main__':

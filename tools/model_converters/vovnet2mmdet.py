@@ -1,9 +1,9 @@
 """Convert VoVNet backbone weights to mmcentermask's ``VoVNet`` keys.
 
-Sources: centermask2 / vovnet-detectron2 (``c2``; ``.pth`` or ``.pkl``, bare
-or ``backbone.bottom_up.`` keys), maskrcnn-benchmark CenterMask (``mb``) and
-timm ``ese_vovnet*`` / ``vovnet*a`` (``timm``). The key table is in
-:mod:`mmcentermask.converters.vovnet`.
+Sources: centermask2 / vovnet-detectron2 (``centermask2``; ``.pth`` or
+``.pkl``, bare or ``backbone.bottom_up.`` keys), maskrcnn-benchmark
+CenterMask (``maskrcnn_benchmark``) and timm ``ese_vovnet*`` / ``vovnet*a``
+(``timm``). The key table is in :mod:`mmcentermask.converters.key_tables.vovnet`.
 
 Example::
 
@@ -50,12 +50,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         '--src-format',
         default='auto',
-        choices=['auto', 'c2', 'mb', 'timm'],
+        choices=['auto', 'centermask2', 'maskrcnn_benchmark', 'timm'],
         help='source key layout (default: detect)')
     parser.add_argument(
         '--fold-frozen-bn-eps',
         action='store_true',
-        help='mb only: store running_var - 1e-5 (clamped > 0) so that the '
+        help='maskrcnn_benchmark only: store running_var - 1e-5 (clamped > 0) so that the '
         'BN (eps 1e-5) reproduces the eps-free maskrcnn-benchmark FrozenBN')
     parser.add_argument(
         '--ese-last-only',
@@ -104,8 +104,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     print(f'Converted {result.num_converted} tensors '
           f'({num_values:,} values; {num_params:,} parameters in '
           f'VoVNet({args.arch!r})); loads with strict=True')
-    print(f'Ignored {len(result.ignored)} classifier tensors: '
-          f'{result.ignored}')
+    print(f'Ignored {len(result.dropped)} classifier tensors: '
+          f'{[key for key, _ in result.dropped]}')
     print(f'Added {len(result.added)} num_batches_tracked buffers (= 0)')
     if args.fold_frozen_bn_eps:
         print(f'Folded FrozenBN eps; clamped {result.num_clamped} running '

@@ -522,8 +522,6 @@ class VoVNet(BaseModule):
         [(1, 112, 16, 24), (1, 256, 8, 12), (1, 384, 4, 6), (1, 512, 2, 3)]
     """
 
-    arch_settings = VOVNET_ARCHS
-
     def __init__(self,
                  arch: Union[str, dict] = 'V-39',
                  in_channels: int = 3,

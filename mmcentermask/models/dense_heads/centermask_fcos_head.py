@@ -1,4 +1,4 @@
-"""FCOS first stage of CenterMask with centermask2 (C2) semantics.
+"""FCOS first stage of CenterMask.
 
 Shape shorthand in this module:
 
@@ -8,43 +8,90 @@ Shape shorthand in this module:
 
 Distances (l, t, r, b) are measured from a location to the box edges; they
 are in *stride units* (pixels / level stride) when ``norm_on_bbox`` is True
-(C2, training outputs and targets), in pixels otherwise (maskrcnn-benchmark,
-"MB"). Boxes are (x1, y1, x2, y2) pixels of the resized (network input)
-image unless ``rescale=True`` asks for the original image frame.
-
-References: centermask2 ``centermask/modeling/fcos/{fcos,fcos_outputs}.py``
-and ``centermask.layers.IOULoss``; maskrcnn-benchmark CenterMask
-``maskrcnn_benchmark/modeling/rpn/fcos/{loss,inference}.py``.
+(training outputs and targets), in pixels otherwise. Boxes are
+(x1, y1, x2, y2) pixels of the resized (network input) image unless
+``rescale=True`` asks for the original image frame. How each default and
+switch relates to the authors' two implementations is in
+``docs/fidelity.md``.
 """
 import copy
+import math
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 from mmcv.ops import batched_nms
+from mmcv.ops.nms import NMSop
 from mmdet.models.dense_heads import FCOSHead
 from mmdet.models.utils import filter_scores_and_topk, unpack_gt_instances
 from mmdet.registry import MODELS
 from mmdet.structures import SampleList
-from mmdet.structures.bbox import get_box_wh, scale_boxes
+from mmdet.structures.bbox import get_box_wh
 from mmdet.utils import (ConfigType, InstanceList, OptConfigType,
                          OptInstanceList, reduce_mean)
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-LOSS_NORMALIZATIONS = ('c2', 'mb')
+from ..utils import clip_to_canvas, to_output_frame
+
+LOSS_NORMALIZATIONS = ('centermask2', 'maskrcnn_benchmark')
 Divisor = Union[Tensor, float]
+
+
+NMS_MODES = ('auto', 'exact', 'batched')
+CANDIDATE_SORTS = ('topk', 'full')
+#: torchvision's ``batched_nms`` (which centermask2 calls) runs class by
+#: class above this many box coordinates, one offset call below
+PER_CLASS_NMS_NUMEL = dict(cpu=4000, cuda=20000)
+
+
+def class_aware_nms(bboxes: Tensor,
+                    scores: Tensor,
+                    labels: Tensor,
+                    nms_cfg: ConfigType,
+                    mode: str = 'auto') -> Tuple[Tensor, Tensor]:
+    """Class-aware NMS.
+
+    Modes:
+
+    - ``'exact'``: class by class on the exact coordinates
+      (:func:`per_class_nms`);
+    - ``'batched'``: one NMS call on boxes shifted by class x (max
+      coordinate + 1). The shift rounds coordinates by up to ~1e-2 px with
+      80 classes, which can flip decisions at the IoU threshold;
+    - ``'auto'``: centermask2's rule (torchvision's ``batched_nms``):
+      ``'exact'`` above 4000 box coordinates on the CPU and 20000 on a GPU,
+      ``'batched'`` below.
+
+    Args:
+        bboxes (Tensor): Boxes (x1, y1, x2, y2), shape (K, 4).
+        scores (Tensor): Scores, shape (K, ).
+        labels (Tensor): Classes, shape (K, ).
+        nms_cfg (dict): ``batched_nms`` config, e.g.
+            ``dict(type='nms', iou_threshold=0.6)``.
+        mode (str): One of :data:`NMS_MODES`. Defaults to ``'auto'``.
+
+    Returns:
+        tuple[Tensor, Tensor]: ``dets`` (M, 5) = (x1, y1, x2, y2, score) by
+        decreasing score and ``keep`` (M, ), their indices in the input.
+    """
+    if mode not in NMS_MODES:
+        raise ValueError(f'nms_mode must be one of {NMS_MODES}, got {mode!r}')
+    if mode == 'auto':
+        limit = PER_CLASS_NMS_NUMEL.get(bboxes.device.type,
+                                        PER_CLASS_NMS_NUMEL['cuda'])
+        mode = 'exact' if bboxes.numel() > limit else 'batched'
+    if mode == 'batched':
+        return batched_nms(bboxes, scores, labels,
+                           dict(nms_cfg, split_thr=math.inf))
+    return per_class_nms(bboxes, scores, labels, nms_cfg)
 
 
 def per_class_nms(bboxes: Tensor, scores: Tensor, labels: Tensor,
                   nms_cfg: ConfigType) -> Tuple[Tensor, Tensor]:
     """Class-aware NMS, run class by class on the exact coordinates.
 
-    mmcv's ``batched_nms`` (below 10000 boxes) instead shifts every box by
-    class x (max coordinate + 1), which rounds coordinates by up to ~1e-2 px
-    with 80 classes and can flip decisions at the IoU threshold (one extra
-    detection on the V-39 coffee golden image). centermask2 on CPU
-    (torchvision's per-class path above 1000 boxes) and maskrcnn-benchmark
-    (``ml_nms``) compare exact coordinates.
+    The boxes are grouped by one stable sort on the labels and one host
+    read of the class counts; each class keeps its boxes in input order.
 
     Args:
         bboxes (Tensor): Boxes (x1, y1, x2, y2), shape (K, 4).
@@ -57,57 +104,72 @@ def per_class_nms(bboxes: Tensor, scores: Tensor, labels: Tensor,
         tuple[Tensor, Tensor]: ``dets`` (M, 5) = (x1, y1, x2, y2, score) by
         decreasing score and ``keep`` (M, ), their indices in the input.
     """
-    kept = torch.zeros_like(scores, dtype=torch.bool)
-    kept_scores = scores.new_zeros(scores.shape)
-    for label in labels.unique():
-        inds = (labels == label).nonzero().reshape(-1)
-        dets, keep = batched_nms(
-            bboxes[inds],
-            scores[inds],
-            labels[inds],
-            nms_cfg,
-            class_agnostic=True)
-        kept[inds[keep]] = True
-        kept_scores[inds[keep]] = dets[:, -1]
-    keep = kept.nonzero().reshape(-1)
-    det_scores, order = kept_scores[keep].sort(descending=True)
-    keep = keep[order]
+    cfg = dict(nms_cfg)
+    cfg.pop('class_agnostic', None)
+    cfg.pop('split_thr', None)
+    sorted_labels, order = torch.sort(labels, stable=True)
+    counts = torch.unique_consecutive(sorted_labels, return_counts=True)[1]
+    kept_inds, kept_scores = [], []
+    for inds in order.split(counts.tolist()):
+        keep, det_scores = _nms_of_one_class(bboxes[inds], scores[inds], cfg)
+        kept_inds.append(inds[keep])
+        kept_scores.append(det_scores)
+    # by input index, then by decreasing score: the order of a single pass
+    keep, by_index = torch.cat(kept_inds).sort()
+    det_scores, by_score = torch.cat(kept_scores)[by_index].sort(
+        descending=True)
+    keep = keep[by_score]
     return torch.cat([bboxes[keep], det_scores[:, None]], dim=1), keep
+
+
+def _nms_of_one_class(bboxes: Tensor, scores: Tensor,
+                      nms_cfg: dict) -> Tuple[Tensor, Tensor]:
+    """NMS of the boxes (k, 4) of one class: kept indices (m, ) by
+    decreasing score and their scores (m, ). Plain ``nms`` calls mmcv's
+    kernel directly; other types go through ``batched_nms``."""
+    cfg = dict(nms_cfg)
+    if cfg.pop('type', 'nms') != 'nms':
+        dets, keep = batched_nms(
+            bboxes, scores, scores.new_zeros(len(scores)), nms_cfg,
+            class_agnostic=True)
+        return keep, dets[:, -1]
+    keep = NMSop.apply(bboxes, scores, cfg.pop('iou_threshold'),
+                       cfg.pop('offset', 0), cfg.pop('score_threshold', 0),
+                       cfg.pop('max_num', -1))
+    return keep, scores[keep]
 
 
 @MODELS.register_module()
 class CenterMaskFCOSHead(FCOSHead):
-    """FCOS head of `CenterMask <https://arxiv.org/abs/1911.06667>`_ with the
-    semantics of the authors' centermask2 (C2) code.
+    """FCOS head of `CenterMask <https://arxiv.org/abs/1911.06667>`_.
 
-    Defaults reproduce C2: centerness on the regression tower, GN(32) towers
-    with conv bias, one ``Scale`` per level, ReLU regression in stride units,
-    centre sampling (radius 1.5), GIoU with C2's +1 smoothing
-    (:class:`CenterMaskGIoULoss`) and C2's loss normalisation. The mmdet
-    target assignment (inclusive size ranges, strictly-inside centre region,
-    minimum-area GT) is already C2's and is inherited.
+    Defaults: centerness on the regression tower, GN(32) towers with conv
+    bias, one ``Scale`` per level, ReLU regression in stride units, centre
+    sampling (radius 1.5), GIoU with +1 smoothing
+    (:class:`CenterMaskGIoULoss`) and the loss normalisation of
+    ``loss_normalization``. Target assignment (inclusive size ranges,
+    strictly-inside centre region, minimum-area GT) is :class:`FCOSHead`'s.
 
-    Post-processing (C2 ``FCOSOutputs.predict_proposals``), per image:
+    Post-processing, per image:
 
     1. per level: candidates are the (location, class) pairs whose class
        probability is > ``score_thr``; the ``nms_pre`` best of them by
        cls x ctr are kept (``nms_pre <= 0``: all);
     2. boxes are decoded with the level stride, **not clipped** (unless
        ``clip_boxes``); optional ``min_bbox_size`` filter (w and h must be
-       larger; C2 has none);
+       larger);
     3. score = sqrt(cls x ctr) (``score_sqrt``), class-aware NMS in the
        resized-image frame (:func:`per_class_nms`);
-    4. all detections scoring at least the ``max_per_img``-th best are kept,
-       like C2's ``kthvalue`` cut (so exact ties can keep a few more;
-       ``max_per_img <= 0``: no cut);
+    4. all detections scoring at least the ``max_per_img``-th best are kept
+       (so exact ties can keep a few more; ``max_per_img <= 0``: no cut);
     5. with ``rescale``, boxes are mapped to the original image last.
 
-    ``test_cfg`` / ``proposal_cfg`` keys: ``score_thr`` (C2 0.05, MB 0.03),
-    ``nms_pre`` (1000), ``nms`` (e.g. ``dict(type='nms', iou_threshold=0.6)``;
-    MB adds ``offset=1``), ``max_per_img`` (C2 100 train / 50 test),
+    ``test_cfg`` / ``proposal_cfg`` keys: ``score_thr`` (0.05), ``nms_pre``
+    (1000), ``nms`` (e.g. ``dict(type='nms', iou_threshold=0.6)``),
+    ``max_per_img`` (100 training RoIs / 50 test detections),
     ``min_bbox_size`` (optional).
 
-    In training, :meth:`loss_and_predict` returns detached proposals in
+    In training, :meth:`loss_and_predict` returns detached detections in
     pixels (mmdet's FCOSHead would return stride units with
     ``norm_on_bbox``).
 
@@ -116,9 +178,9 @@ class CenterMaskFCOSHead(FCOSHead):
         in_channels (int): Channels of the input feature maps.
         strides (Sequence[int]): Strides of P3-P7.
             Defaults to (8, 16, 32, 64, 128).
-        norm_on_bbox (bool): C2 regression when True: ReLU(scale * x) in
-            stride units, targets divided by the stride. False gives MB's
-            exp(scale * x) in pixels. Defaults to True.
+        norm_on_bbox (bool): ReLU(scale * x) in stride units, targets
+            divided by the stride, when True; exp(scale * x) in pixels when
+            False. Defaults to True.
         centerness_on_reg (bool): Centerness from the regression tower.
             Defaults to True.
         center_sampling (bool): Centre sampling. Defaults to True.
@@ -126,17 +188,17 @@ class CenterMaskFCOSHead(FCOSHead):
         conv_bias (bool | str): Bias of the tower convs. Defaults to True.
         loss_bbox (dict): IoU-type loss on boxes decoded around the origin.
             Defaults to ``CenterMaskGIoULoss``.
-        score_sqrt (bool): Final score sqrt(cls x ctr) (C2) instead of
-            cls x ctr (MB). Defaults to True.
+        score_sqrt (bool): Final score sqrt(cls x ctr) instead of
+            cls x ctr. Defaults to True.
         clip_boxes (bool): Clip decoded boxes to [0, w - 1] x [0, h - 1] of
-            ``img_shape`` before NMS (MB's legacy clip). Defaults to False.
-        loss_normalization (str): ``'c2'``: cls and ctr losses divided by
-            max(mean num_pos over GPUs, 1), box loss by max(mean sum of
-            centerness targets, 1e-6). ``'mb'`` (per GPU): cls by
-            num_pos + N, box by the sum of centerness targets, ctr by
-            num_pos. Defaults to ``'c2'``.
+            ``img_shape`` before NMS (a legacy clip). Defaults to False.
+        loss_normalization (str): ``'centermask2'``: cls and ctr losses
+            divided by max(mean num_pos over GPUs, 1), box loss by max(mean
+            sum of centerness targets, 1e-6). ``'maskrcnn_benchmark'`` (per
+            GPU): cls by num_pos + N, box by the sum of centerness targets,
+            ctr by num_pos. Defaults to ``'centermask2'``.
         **kwargs: Any other :class:`FCOSHead` / ``AnchorFreeHead`` argument
-            (``feat_channels``, ``stacked_convs`` (C2 4, Lite 2),
+            (``feat_channels``, ``stacked_convs`` (CenterMask 4, Lite 2),
             ``regress_ranges``, ``loss_cls``, ``norm_cfg``, ``init_cfg``...).
 
     Example:
@@ -163,7 +225,7 @@ class CenterMaskFCOSHead(FCOSHead):
                      type='CenterMaskGIoULoss', loss_weight=1.0),
                  score_sqrt: bool = True,
                  clip_boxes: bool = False,
-                 loss_normalization: str = 'c2',
+                 loss_normalization: str = 'centermask2',
                  **kwargs) -> None:
         if loss_normalization not in LOSS_NORMALIZATIONS:
             raise ValueError(
@@ -193,7 +255,7 @@ class CenterMaskFCOSHead(FCOSHead):
         batch_img_metas: List[dict],
         batch_gt_instances_ignore: OptInstanceList = None
     ) -> Dict[str, Tensor]:
-        """Compute the FCOS losses (C2 ``fcos_losses``).
+        """Compute the FCOS losses.
 
         Args:
             cls_scores (list[Tensor]): Class logits per level,
@@ -206,7 +268,7 @@ class CenterMaskFCOSHead(FCOSHead):
                 (G, 4) in pixels and ``labels`` (G, ) per image.
             batch_img_metas (list[dict]): Image metas (unused).
             batch_gt_instances_ignore (list[:obj:`InstanceData`], optional):
-                Ignored, as in C2.
+                Ignored.
 
         Returns:
             dict[str, Tensor]: ``loss_cls``, ``loss_bbox`` (the box loss
@@ -276,7 +338,7 @@ class CenterMaskFCOSHead(FCOSHead):
             centerness loss sums.
         """
         ctr_sum = centerness_targets.sum().detach()
-        if self.loss_normalization == 'mb':
+        if self.loss_normalization == 'maskrcnn_benchmark':
             return float(num_pos + num_imgs), ctr_sum, float(num_pos)
         num_pos_avg = max(
             reduce_mean(centerness_targets.new_tensor(float(num_pos))), 1.0)
@@ -295,7 +357,7 @@ class CenterMaskFCOSHead(FCOSHead):
             batch_data_samples (list[:obj:`DetDataSample`]): With
                 ``gt_instances`` and metainfo (``img_shape``).
             proposal_cfg (dict, optional): Post-processing config
-                (C2 training: ``max_per_img=100``); ``test_cfg`` if None.
+                (training: ``max_per_img=100``); ``test_cfg`` if None.
 
         Returns:
             tuple: ``(losses, proposals)``; each proposal
@@ -370,19 +432,26 @@ class CenterMaskFCOSHead(FCOSHead):
             raise ValueError('CenterMaskFCOSHead needs the centerness maps '
                              'as score_factors')
         cfg = copy.deepcopy(self.test_cfg if cfg is None else cfg)
+        candidate_sort = cfg.get('candidate_sort', 'topk')
+        if candidate_sort not in CANDIDATE_SORTS:
+            raise ValueError(f'candidate_sort must be one of '
+                             f'{CANDIDATE_SORTS}, got {candidate_sort!r}')
+        select = self._select_level_candidates if candidate_sort == 'topk' \
+            else self._select_level_candidates_by_full_sort
         selected = [
-            self._select_level_candidates(cls_score, bbox_pred, centerness,
-                                          priors, cfg.get('score_thr', 0.0),
-                                          cfg.get('nms_pre', -1))
+            select(cls_score, bbox_pred, centerness, priors,
+                   cfg.get('score_thr', 0.0), cfg.get('nms_pre', -1))
             for cls_score, bbox_pred, centerness, priors in zip(
                 cls_score_list, bbox_pred_list, score_factor_list, mlvl_priors)
         ]
         scores, labels, bbox_preds, priors = (
             torch.cat(field) for field in zip(*selected))
-        bboxes = self.bbox_coder.decode(priors, bbox_preds)
+        valid = (scores >= 0).nonzero()[:, 0]
+        bboxes = self.bbox_coder.decode(priors[valid], bbox_preds[valid])
         if self.clip_boxes:
             bboxes = self._legacy_clip(bboxes, img_meta['img_shape'])
-        results = InstanceData(bboxes=bboxes, scores=scores, labels=labels)
+        results = InstanceData(
+            bboxes=bboxes, scores=scores[valid], labels=labels[valid])
         return self._bbox_post_process(
             results=results,
             cfg=cfg,
@@ -390,13 +459,33 @@ class CenterMaskFCOSHead(FCOSHead):
             with_nms=with_nms,
             img_meta=img_meta)
 
+    def _level_ranking(self, cls_score: Tensor, centerness: Tensor,
+                       score_thr: float) -> Tensor:
+        """cls x ctr of every (location, class) pair of one level, -1 where
+        the class probability is not > ``score_thr`` (products are >= 0).
+
+        Args:
+            cls_score (Tensor): Class logits, shape (C, H, W).
+            centerness (Tensor): Centerness logits, shape (1, H, W).
+            score_thr (float): Threshold on the class probability.
+
+        Returns:
+            Tensor: Ranking, shape (H * W, C).
+        """
+        cls_prob = cls_score.permute(1, 2, 0).reshape(
+            -1, self.cls_out_channels).sigmoid()
+        ctr_prob = centerness.permute(1, 2, 0).reshape(-1).sigmoid()
+        return torch.where(cls_prob > score_thr, cls_prob * ctr_prob[:, None],
+                           -1.0)
+
     def _select_level_candidates(
             self, cls_score: Tensor, bbox_pred: Tensor, centerness: Tensor,
             priors: Tensor, score_thr: float,
             nms_pre: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
         """Candidates of one level: class probability > ``score_thr``, then
-        the ``nms_pre`` best by cls x ctr (C2 ranks by the product, mmdet's
-        FCOSHead by the class probability alone).
+        the ``nms_pre`` best by cls x ctr, with one ``topk`` and no host
+        synchronisation (the non-candidates among them are dropped after
+        all levels, by their score of -1).
 
         Args:
             cls_score (Tensor): Class logits, shape (C, H, W).
@@ -407,17 +496,29 @@ class CenterMaskFCOSHead(FCOSHead):
             nms_pre (int): Candidates kept; all when <= 0.
 
         Returns:
-            tuple[Tensor]: cls x ctr (K, ), labels (K, ), distances (K, 4),
-            locations (K, 2), by decreasing cls x ctr.
+            tuple[Tensor]: cls x ctr (k, ) (-1: not a candidate), labels
+            (k, ), distances (k, 4), locations (k, 2), by decreasing
+            cls x ctr; k = ``nms_pre`` or H * W * C if smaller.
         """
-        cls_prob = cls_score.permute(1, 2, 0).reshape(
-            -1, self.cls_out_channels).sigmoid()
-        ctr_prob = centerness.permute(1, 2, 0).reshape(-1).sigmoid()
-        # Products are >= 0: marking non-candidates with -1 lets
-        # filter_scores_and_topk (threshold -1) keep exactly the candidates.
-        ranking = torch.where(cls_prob > score_thr,
-                              cls_prob * ctr_prob[:, None],
-                              cls_prob.new_tensor(-1.0))
+        ranking = self._level_ranking(cls_score, centerness, score_thr)
+        num = ranking.numel()
+        scores, inds = ranking.reshape(-1).topk(
+            min(nms_pre, num) if nms_pre > 0 else num)
+        locations = torch.div(
+            inds, self.cls_out_channels, rounding_mode='floor')
+        labels = inds % self.cls_out_channels
+        return (scores, labels, bbox_pred.permute(1, 2, 0).reshape(-1, 4)
+                [locations], priors[locations])
+
+    def _select_level_candidates_by_full_sort(
+            self, cls_score: Tensor, bbox_pred: Tensor, centerness: Tensor,
+            priors: Tensor, score_thr: float,
+            nms_pre: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """:meth:`_select_level_candidates` with mmdet's
+        ``filter_scores_and_topk`` (every candidate sorted; exact ties may
+        be ordered differently than by ``topk``). Returns candidates
+        only."""
+        ranking = self._level_ranking(cls_score, centerness, score_thr)
         scores, labels, _, kept = filter_scores_and_topk(
             ranking, -1.0, nms_pre if nms_pre > 0 else ranking.numel(),
             dict(
@@ -427,7 +528,7 @@ class CenterMaskFCOSHead(FCOSHead):
 
     @staticmethod
     def _legacy_clip(bboxes: Tensor, img_shape: Tuple[int, int]) -> Tensor:
-        """MB ``BoxList.clip_to_image``: x to [0, w - 1], y to [0, h - 1].
+        """Legacy clip: x to [0, w - 1], y to [0, h - 1].
 
         Args:
             bboxes (Tensor): Boxes (x1, y1, x2, y2), shape (K, 4).
@@ -436,9 +537,8 @@ class CenterMaskFCOSHead(FCOSHead):
         Returns:
             Tensor: Clipped boxes, shape (K, 4).
         """
-        h, w = img_shape[:2]
-        upper = bboxes.new_tensor([w - 1, h - 1, w - 1, h - 1])
-        return torch.min(bboxes.clamp(min=0), upper)
+        height, width = img_shape[:2]
+        return clip_to_canvas(bboxes, (height - 1, width - 1))[0]
 
     def _bbox_post_process(self,
                            results: InstanceData,
@@ -465,24 +565,25 @@ class CenterMaskFCOSHead(FCOSHead):
             results.scores = results.scores.sqrt()
         if cfg.get('min_bbox_size', -1) >= 0:
             w, h = get_box_wh(results.bboxes)
-            results = results[(w > cfg['min_bbox_size'])
-                              & (h > cfg['min_bbox_size'])]
+            results = results[((w > cfg['min_bbox_size']) &
+                               (h > cfg['min_bbox_size'])).nonzero()[:, 0]]
         if with_nms and len(results) > 0:
-            det_bboxes, keep = per_class_nms(results.bboxes, results.scores,
-                                             results.labels, cfg['nms'])
+            det_bboxes, keep = class_aware_nms(results.bboxes, results.scores,
+                                               results.labels, cfg['nms'],
+                                               cfg.get('nms_mode', 'auto'))
             results = results[keep]
             results.scores = det_bboxes[:, -1]
             results = self._keep_top_scores(results,
                                             cfg.get('max_per_img', -1))
         if rescale:
-            scale_factor = [1 / s for s in img_meta['scale_factor']]
-            results.bboxes = scale_boxes(results.bboxes, scale_factor)
+            results.bboxes = to_output_frame(results.bboxes,
+                                             img_meta['scale_factor'])
         return results
 
     @staticmethod
     def _keep_top_scores(results: InstanceData,
                          max_per_img: int) -> InstanceData:
-        """C2's ``kthvalue`` cut: keep every detection whose score is at
+        """The ``kthvalue`` cut: keep every detection whose score is at
         least the ``max_per_img``-th largest (ties may keep more).
 
         Args:
@@ -494,4 +595,5 @@ class CenterMaskFCOSHead(FCOSHead):
         """
         if max_per_img <= 0 or len(results) <= max_per_img:
             return results
-        return results[results.scores >= results.scores[max_per_img - 1]]
+        kth_score = results.scores[max_per_img - 1]
+        return results[:int((results.scores >= kth_score).sum())]

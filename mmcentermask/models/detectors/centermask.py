@@ -6,7 +6,7 @@ from typing import List, Optional, Tuple
 
 import torch
 from mmcv.ops import DeformConv2d, ModulatedDeformConv2d, RoIAlign
-from mmdet.models.detectors import BaseDetector, SingleStageDetector
+from mmdet.models.detectors import SingleStageDetector
 from mmdet.registry import MODELS
 from mmdet.structures import OptSampleList, SampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
@@ -65,12 +65,8 @@ class CenterMask(SingleStageDetector):
                  init_cfg: OptMultiConfig = None,
                  num_classes: Optional[int] = None,
                  channels_last: bool = False) -> None:
-        BaseDetector.__init__(
-            self, data_preprocessor=data_preprocessor, init_cfg=init_cfg)
         train_cfg = train_cfg or {}
         test_cfg = test_cfg or {}
-        self.backbone = MODELS.build(backbone)
-        self.neck = MODELS.build(neck)
         bbox_head = copy.deepcopy(bbox_head)
         roi_head = copy.deepcopy(roi_head)
         if num_classes is not None:
@@ -79,13 +75,20 @@ class CenterMask(SingleStageDetector):
                 bbox_head=bbox_head,
                 mask_head=roi_head.get('mask_head'),
                 mask_iou_head=roi_head.get('mask_iou_head'))
+        super().__init__(
+            backbone=backbone,
+            neck=neck,
+            bbox_head=bbox_head,
+            train_cfg=train_cfg.get('fcos'),
+            test_cfg=test_cfg.get('fcos'),
+            data_preprocessor=data_preprocessor,
+            init_cfg=init_cfg)
         self.num_classes = num_classes
-        bbox_head.update(
-            train_cfg=train_cfg.get('fcos'), test_cfg=test_cfg.get('fcos'))
-        self.bbox_head = MODELS.build(bbox_head)
         roi_head.update(
             train_cfg=train_cfg.get('rcnn'), test_cfg=test_cfg.get('rcnn'))
         self.roi_head = MODELS.build(roi_head)
+        # the whole cfgs (``fcos``, ``fcos_proposal``, ``rcnn``), not only
+        # the FCOS head's part that SingleStageDetector keeps
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
         check_num_classes(self)
@@ -128,9 +131,9 @@ class CenterMask(SingleStageDetector):
             ``loss_centerness``, ``loss_mask``, ``loss_mask_iou``.
         """
         x = self.extract_feat(batch_inputs)
-        losses, proposals = self.bbox_head.loss_and_predict(
+        losses, detections = self.bbox_head.loss_and_predict(
             x, batch_data_samples, proposal_cfg=self.proposal_cfg)
-        losses.update(self.roi_head.loss(x, proposals, batch_data_samples))
+        losses.update(self.roi_head.loss(x, detections, batch_data_samples))
         return losses
 
     def predict(self,

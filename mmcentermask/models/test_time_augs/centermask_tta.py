@@ -11,6 +11,9 @@ from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 from torch import Tensor
 
+from ..roi_heads.centermask_roi_head import select_class
+from ..utils import to_input_frame, to_output_frame
+
 _FLIP_DIMS = dict(horizontal=(-1, ), vertical=(-2, ), diagonal=(-2, -1))
 
 
@@ -80,17 +83,13 @@ class CenterMaskTTAModel(DetTTAModel):
         ]
         merged = self.merge_preds(
             [list(per_image) for per_image in zip(*(v[2] for v in views))])
-        masks, ious = self._average_mask_preds(views, merged)
-        metas = [
-            dict(ori_shape=s.ori_shape, scale_factor=(1., 1.)) for s in merged
-        ]
-        results = self.module.roi_head.paste_and_score(
+        mask_probs, mask_ious = self._average_mask_preds(views, merged)
+        results = self.module.roi_head.postprocess(
             [s.pred_instances for s in merged],
-            masks,
-            ious,
-            metas,
+            mask_probs,
+            mask_ious, [s.metainfo for s in merged],
             rescale=True,
-            activate_map=True)
+            boxes_on_canvas=True)
         for sample, result in zip(merged, results):
             if not self.mask_scores_from_iou:
                 result.mask_scores = result.scores.clone()
@@ -120,19 +119,17 @@ class CenterMaskTTAModel(DetTTAModel):
                     f' of {sample.metainfo.get("img_path", "an image")}: '
                     'add them to meta_keys of PackDetInputs in tta_pipeline')
             output = DetDataSample(metainfo=sample.metainfo)
-            scale = dets.bboxes.new_tensor(sample.scale_factor).repeat(2)
             output.pred_instances = InstanceData(
-                bboxes=dets.bboxes / scale,
+                bboxes=to_output_frame(dets.bboxes, sample.scale_factor),
                 scores=dets.scores,
                 labels=dets.labels)
             outputs.append(output)
         return feats, samples, outputs
 
-    def _average_mask_preds(
-            self, views: List[tuple],
-            merged: SampleList) -> Tuple[List[Tensor], List[Tensor]]:
-        """Mask probabilities (n_i, K, M, M) and MaskIoU (n_i, K) of the
-        merged detections of every image, averaged over the views."""
+    def _average_mask_preds(self, views: List[tuple],
+                            merged: SampleList) -> Tuple[Tensor, Tensor]:
+        """Mask probabilities (n, M, M) and MaskIoU (n, ) of the class of
+        every merged detection of the batch, averaged over the views."""
         roi_head = self.module.roi_head
         labels = torch.cat([s.pred_instances.labels for s in merged])
         num_per_img = [len(s.pred_instances) for s in merged]
@@ -142,27 +139,25 @@ class CenterMaskTTAModel(DetTTAModel):
                 self._to_view(s.pred_instances.bboxes, view_sample)
                 for s, view_sample in zip(merged, samples)
             ]
-            results = roi_head._mask_forward(feats, bbox2roi(boxes),
-                                             [s.metainfo for s in samples])
-            ious = roi_head._mask_iou_forward(results, labels)
-            probs = self._unflip(results['mask_preds'].sigmoid(), samples,
-                                 num_per_img)
-            mask_sum = mask_sum + probs
-            iou_sum = iou_sum + ious
-        return ((mask_sum / len(views)).split(num_per_img),
-                (iou_sum / len(views)).split(num_per_img))
+            results = roi_head.mask_branch(feats, bbox2roi(boxes), labels,
+                                           [s.metainfo for s in samples])
+            probs = select_class(results['mask_preds'], labels).sigmoid()
+            mask_sum = mask_sum + self._unflip(probs, samples, num_per_img)
+            iou_sum = iou_sum + select_class(results['mask_iou_preds'],
+                                             labels)
+        return mask_sum / len(views), iou_sum / len(views)
 
     @staticmethod
     def _to_view(bboxes: Tensor, sample: DetDataSample) -> Tensor:
         """Original-frame boxes (n, 4) in a view's network-input frame."""
         if sample.metainfo.get('flip', False):
             bboxes = bbox_flip(bboxes, sample.ori_shape, sample.flip_direction)
-        return bboxes * bboxes.new_tensor(sample.scale_factor).repeat(2)
+        return to_input_frame(bboxes, sample.scale_factor)
 
     @staticmethod
     def _unflip(probs: Tensor, samples: SampleList,
                 num_per_img: List[int]) -> Tensor:
-        """Mask probabilities (n, K, M, M) of a view, flipped back."""
+        """Mask probabilities (n, M, M) of a view, flipped back."""
         chunks = []
         for chunk, sample in zip(probs.split(num_per_img), samples):
             if sample.metainfo.get('flip', False):

@@ -1,27 +1,24 @@
-"""Tests of CenterMaskFCOSHead against centermask2 (C2) semantics.
-
-Golden tests use the outputs of the authors' centermask2 code stored in the
-golden directory (see ``tests/golden_utils.py``); the unit tests check the
-behaviour the golden data cannot isolate (ranking, caps, ties, empty cases,
-train-time proposals, loss normalisation, the maskrcnn-benchmark switches).
+"""Tests of CenterMaskFCOSHead: the behaviour the golden data
+(``tests/test_fidelity/``) cannot isolate: ranking, caps, ties, empty cases,
+train-time detections, loss normalisation, the maskrcnn-benchmark switches.
 """
 import doctest
 import math
-from typing import Dict, List, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from golden_utils import (INFER_IMAGES, TRAIN_RUNS, VARIANTS,
-                          golden_state_dict, load_npz, requires_golden)
+from golden_utils import convert_part
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
 from mmengine.structures import InstanceData
 
 import mmcentermask.models.dense_heads.centermask_fcos_head as head_module
-from mmcentermask.converters.fcos import (c2_fcos_head_key_to_mmdet,
-                                          convert_c2_fcos_head)
+from mmcentermask.converters.centermask2 import reshape_to_target
+from mmcentermask.converters.engine import Part
+from mmcentermask.converters.key_tables.fcos_head import \
+    c2_fcos_head_key_to_mmdet
 from mmcentermask.models.dense_heads import CenterMaskFCOSHead
 from mmcentermask.models.losses import CenterMaskGIoULoss
 
@@ -94,174 +91,6 @@ def predict(head: CenterMaskFCOSHead,
         rescale=rescale)[0]
 
 
-def golden_head_outputs(data: Dict[str, np.ndarray]) -> HeadOutputs:
-    """Golden cls / ctr logits and distances (stride units -> pixels)."""
-    cls = [
-        torch.from_numpy(data[f'fcos_cls_logits_p{l}'])[None] for l in LEVELS
-    ]
-    reg = [
-        torch.from_numpy(data[f'fcos_reg_p{l}'])[None] * s
-        for l, s in zip(LEVELS, STRIDES)
-    ]
-    ctr = [
-        torch.from_numpy(data[f'fcos_ctr_logits_p{l}'])[None] for l in LEVELS
-    ]
-    return cls, reg, ctr
-
-
-def match_detections(result: InstanceData, boxes: np.ndarray,
-                     classes: np.ndarray, box_tol: float) -> np.ndarray:
-    """Index into ``result`` of each golden detection (same class, every
-    box coordinate within ``box_tol`` px); fails unless one-to-one."""
-    ours = result.bboxes.numpy()
-    diff = np.abs(boxes[:, None, :] - ours[None, :, :]).max(-1)
-    same = (diff <= box_tol) & (classes[:, None] == result.labels.numpy())
-    assert (same.sum(1) == 1).all() and (same.sum(0) == 1).all(), (
-        f'detections do not match one-to-one: '
-        f'{(same.sum(1) != 1).sum()} golden unmatched or ambiguous')
-    return same.argmax(1)
-
-
-def assert_proposals_match(result: InstanceData, data: Dict[str, np.ndarray],
-                           box_tol: float, score_tol: float) -> None:
-    boxes, scores = data['proposal_boxes'], data['proposal_scores']
-    assert len(result) == len(boxes), (len(result), len(boxes))
-    idx = match_detections(result, boxes, data['proposal_classes'], box_tol)
-    box_err = np.abs(result.bboxes.numpy()[idx] - boxes).max()
-    score_err = np.abs(result.scores.numpy()[idx] - scores).max()
-    assert box_err <= box_tol and score_err <= score_tol, (box_err, score_err)
-    assert result.labels.dtype == torch.int64
-
-
-# --------------------------------------------------------------------------
-# golden: post-processing on the stored head outputs
-# --------------------------------------------------------------------------
-
-
-@requires_golden
-@pytest.mark.parametrize('variant', VARIANTS)
-@pytest.mark.parametrize('image', INFER_IMAGES)
-def test_golden_postprocess(variant, image):
-    data = load_npz(variant, f'{image}_infer')
-    head = build_head()
-    outputs = golden_head_outputs(data)
-    priors = head.prior_generator.grid_priors(
-        [c.shape[-2:] for c in outputs[0]], device='cpu')
-    for lvl, level in enumerate(LEVELS):
-        level_outputs = [o[lvl][0] for o in outputs]
-        all_candidates = head._select_level_candidates(
-            *level_outputs, priors[lvl], score_thr=0.05, nms_pre=-1)[0]
-        top = head._select_level_candidates(
-            *level_outputs, priors[lvl], score_thr=0.05, nms_pre=1000)[0]
-        expected = int(data[f'fcos_num_candidates_p{level}'])
-        assert len(all_candidates) == expected, (level, len(all_candidates))
-        assert len(top) == min(expected, 1000)
-        assert torch.equal(top, all_candidates[:len(top)])
-
-    img_shape = tuple(int(v) for v in data['resized_hw'])
-    uncut = predict(head, outputs, img_shape, max_per_img=-1)
-    assert len(uncut) == int(data['post_nms_num'])
-    np.testing.assert_allclose(
-        uncut.scores[:60].numpy(),
-        data['post_nms_sorted_scores_top60'],
-        rtol=0,
-        atol=1e-5)
-
-    result = predict(head, outputs, img_shape)
-    assert_proposals_match(result, data, box_tol=1e-3, score_tol=1e-5)
-
-
-# --------------------------------------------------------------------------
-# golden: head forward on the stored FPN maps, converted weights
-# --------------------------------------------------------------------------
-
-
-@pytest.fixture(scope='module')
-def lite_coffee():
-    """Golden data, the Lite head with converted C2 weights (eval) and its
-    outputs on the stored P3-P7."""
-    data = load_npz('lite_v19_slim_dw', 'coffee_infer')
-    head = build_head(in_channels=128, feat_channels=128, stacked_convs=2)
-    state_dict = convert_c2_fcos_head(
-        golden_state_dict(
-            'lite_v19_slim_dw', prefix='proposal_generator.fcos_head.'))
-    head.load_state_dict(state_dict, strict=True)
-    head.eval()
-    feats = tuple(torch.from_numpy(data[f'fpn_p{l}'])[None] for l in LEVELS)
-    with torch.no_grad():
-        outputs = head(feats)
-    return data, head, outputs
-
-
-@requires_golden
-def test_golden_head_forward(lite_coffee):
-    data, _, (cls_scores, bbox_preds, centernesses) = lite_coffee
-    for lvl, (level, stride) in enumerate(zip(LEVELS, STRIDES)):
-        ours = dict(
-            cls_logits=cls_scores[lvl],
-            reg=bbox_preds[lvl] / stride,  # eval output is in pixels
-            ctr_logits=centernesses[lvl])
-        for name, out in ours.items():
-            golden = data[f'fcos_{name}_p{level}']
-            err = np.abs(out[0].numpy() - golden).max()
-            assert err <= 1e-4 * np.abs(golden).max(), (level, name, err)
-
-
-@requires_golden
-def test_golden_head_forward_then_postprocess(lite_coffee):
-    data, head, outputs = lite_coffee
-    img_shape = tuple(int(v) for v in data['resized_hw'])
-    result = predict(head, outputs, img_shape)
-    # README tolerances for a full re-implementation of the head
-    assert_proposals_match(result, data, box_tol=2e-2, score_tol=1e-4)
-
-
-# --------------------------------------------------------------------------
-# golden: training targets
-# --------------------------------------------------------------------------
-
-
-@requires_golden
-@pytest.mark.parametrize('variant', VARIANTS)
-@pytest.mark.parametrize('run', TRAIN_RUNS)
-def test_golden_targets(variant, run):
-    data = load_npz(variant, run)
-    num_imgs, _, pad_h, pad_w = (int(v) for v in data['input_tensor_shape'])
-    sizes = [(math.ceil(pad_h / 8), math.ceil(pad_w / 8))]
-    for _ in LEVELS[1:]:
-        sizes.append(tuple(math.ceil(v / 2) for v in sizes[-1]))
-    head = build_head()
-    points = head.prior_generator.grid_priors(sizes, device='cpu')
-    gt_instances = [
-        InstanceData(
-            bboxes=torch.from_numpy(data[f'gt_boxes_img{i}']),
-            labels=torch.from_numpy(data[f'gt_classes_img{i}']).long())
-        for i in range(num_imgs)
-    ]
-    labels, bbox_targets = head.get_targets(points, gt_instances)
-    num_pos = 0
-    for lvl, level in enumerate(LEVELS):
-        golden_labels = data[f'fcos_labels_p{level}']
-        assert golden_labels.shape[1:] == sizes[lvl]
-        ours = labels[lvl].reshape(golden_labels.shape).numpy()
-        np.testing.assert_array_equal(ours, golden_labels, f'P{level}')
-        pos = golden_labels != NUM_CLASSES
-        num_pos += int(pos.sum())
-        targets = bbox_targets[lvl].reshape(*golden_labels.shape, 4)
-        pos_targets = targets[torch.from_numpy(pos)]
-        np.testing.assert_allclose(
-            pos_targets.numpy(),
-            data[f'fcos_reg_targets_p{level}'][pos],
-            rtol=0,
-            atol=1e-5)
-        np.testing.assert_allclose(
-            head.centerness_target(pos_targets).numpy(),
-            data[f'fcos_ctr_targets_p{level}'][pos],
-            rtol=0,
-            atol=1e-5)
-    assert num_pos == int(data['fcos_num_pos']) > 0
-
-
 # --------------------------------------------------------------------------
 # weights conversion and construction
 # --------------------------------------------------------------------------
@@ -290,14 +119,23 @@ def test_c2_key_mapping_rejects_unknown(bad_key):
         c2_fcos_head_key_to_mmdet(bad_key)
 
 
+def fcos_part(src_prefix: str, dst_prefix: str) -> Part:
+    """The FCOS-head part table of the full-model converters."""
+    return Part('fcos', src_prefix, dst_prefix, c2_fcos_head_key_to_mmdet,
+                reshape_to_target)
+
+
 def test_convert_c2_fcos_head_prefixes_and_scale_shape():
     src = {
         'rpn.head.scales.0.scale': torch.tensor([1.5]),
         'rpn.head.cls_tower.1.weight': torch.ones(32),
         'backbone.fpn.fpn_inner2.weight': torch.ones(1),
     }
-    out = convert_c2_fcos_head(
-        src, src_prefix='rpn.head.', dst_prefix='bbox_head.')
+    target = {
+        'bbox_head.scales.0.scale': torch.tensor(1.),
+        'bbox_head.cls_convs.0.gn.weight': torch.zeros(32),
+    }
+    out = convert_part(src, fcos_part('rpn.head.', 'bbox_head.'), target)
     assert list(out) == [
         'bbox_head.scales.0.scale', 'bbox_head.cls_convs.0.gn.weight'
     ]
@@ -469,34 +307,6 @@ def test_min_bbox_size_is_optional():
 # --------------------------------------------------------------------------
 
 
-def ltrb_as_boxes(ltrb) -> torch.Tensor:
-    """(l, t, r, b) distances -> boxes around the origin."""
-    ltrb = torch.tensor(ltrb, dtype=torch.float32)
-    return torch.cat([-ltrb[:, :2], ltrb[:, 2:]], dim=1)
-
-
-def test_giou_plus_one_by_hand():
-    pred = ltrb_as_boxes([[1., 1., 1., 1.], [1., 1., 1., 1.]])
-    target = ltrb_as_boxes([[2., 1., 1., 1.], [.5, 2., 3., .5]])
-    # pair 1: A_p 4, A_t 6, I 4, U 6, E 6 -> IoU (4+1)/(6+1), no penalty
-    # pair 2: A_p 4, A_t 8.75, I 2.25, U 10.5, E 4 * 3 = 12
-    expected = torch.tensor([1 - 5 / 7, 1 - (3.25 / 11.5 - (12 - 10.5) / 12)])
-    loss = CenterMaskGIoULoss(reduction='none')
-    assert torch.allclose(loss(pred, target), expected)
-    weight = torch.tensor([0.5, 2.])
-    weighted = CenterMaskGIoULoss()(pred, target, weight, avg_factor=4.)
-    assert torch.allclose(weighted, (weight * expected).sum() / 4.)
-    with_eps = CenterMaskGIoULoss(reduction='none', enclose_eps=1.)
-    assert torch.allclose(
-        with_eps(pred, target)[1], torch.tensor(1 - (3.25 / 11.5 - 1.5 / 13)))
-
-
-def test_giou_zero_weight_is_graph_connected_zero():
-    pred = ltrb_as_boxes([[1., 1., 1., 1.]]).requires_grad_()
-    loss = CenterMaskGIoULoss()(pred, pred.detach() + 1, torch.zeros(1))
-    assert loss.item() == 0 and loss.grad_fn is not None
-
-
 def make_samples(
     gt_boxes: Sequence[Sequence[Sequence[float]]],
     gt_labels: Sequence[Sequence[int]],
@@ -567,7 +377,8 @@ def giou_ltrb(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1 - ((inter + 1) / (union + 1) - (enclose - union) / enclose)
 
 
-@pytest.mark.parametrize('normalization', ['c2', 'mb'])
+@pytest.mark.parametrize('normalization',
+                         ['centermask2', 'maskrcnn_benchmark'])
 def test_loss_normalization_by_hand(normalization):
     head = trainable_head(loss_normalization=normalization)
     samples = make_samples([[[4., 6., 40., 30.], [20., 20., 60., 62.]], []],
@@ -596,7 +407,7 @@ def test_loss_normalization_by_hand(normalization):
     bce = F.binary_cross_entropy_with_logits(
         flat(centernesses)[pos, 0], ctr_target, reduction='sum')
     focal = focal_sum(flat(cls_scores), labels)
-    if normalization == 'c2':
+    if normalization == 'centermask2':
         expected = (focal / num_pos,
                     (ctr_target * giou).sum() / ctr_target.sum(),
                     bce / num_pos)
@@ -607,7 +418,7 @@ def test_loss_normalization_by_hand(normalization):
     for name, value in zip(('loss_cls', 'loss_bbox', 'loss_centerness'),
                            expected):
         assert torch.allclose(losses[name], value, rtol=1e-5), name
-    if normalization == 'mb':
+    if normalization == 'maskrcnn_benchmark':
         # MB divides the cls loss by num_pos + num_imgs, C2 by num_pos
         assert not torch.allclose(focal / num_pos, expected[0])
 

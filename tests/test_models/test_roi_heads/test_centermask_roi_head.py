@@ -211,9 +211,11 @@ def test_mask_pasted_into_clipped_or_unclipped_box(clip_boxes):
     mask_preds = torch.full((1, NUM_CLASSES, 28, 28), -20.)
     mask_preds[:, 1, :, :14] = 20.
     fake = dict(
-        mask_preds=mask_preds, mask_feats=torch.zeros(1, CHANNELS, 14, 14))
+        mask_preds=mask_preds,
+        mask_feats=torch.zeros(1, CHANNELS, 14, 14),
+        mask_iou_preds=torch.ones(1, NUM_CLASSES))
     sample = data_sample((48, 60), (48, 60), (1., 1.))
-    with mock.patch.object(head, '_mask_forward', return_value=fake):
+    with mock.patch.object(head, 'mask_branch', return_value=fake):
         results = head.predict(
             fpn_features(1), [detections([[-60., 0., 60., 48.]], [1])],
             [sample],

@@ -13,7 +13,7 @@ from mmdet.models.roi_heads.mask_heads import MaskIoUHead
 from mmdet.models.task_modules.samplers import SamplingResult
 from mmdet.registry import MODELS
 from mmdet.structures.mask import BaseInstanceMasks, PolygonMasks
-from mmdet.utils import ConfigType, InstanceList, MultiConfig
+from mmdet.utils import InstanceList, MultiConfig
 from mmengine.config import ConfigDict
 from torch import Tensor
 
@@ -131,29 +131,17 @@ class CenterMaskIoUHead(MaskIoUHead):
       ``scores`` unchanged.
 
     Args:
-        num_convs (int): Number of convs. Defaults to 4.
-        num_fcs (int): Number of hidden fcs. Defaults to 2.
-        roi_feat_size (int): RoI feature size S. Defaults to 14.
-        in_channels (int): RoI feature channels C. Defaults to 256.
-        conv_out_channels (int): Conv channels. Defaults to 256.
-        fc_out_channels (int): Hidden fc width. Defaults to 1024.
-        num_classes (int): Number of classes K. Defaults to 80.
-        loss_iou (:obj:`ConfigDict` or dict): Loss on the targets > 0.
-            Defaults to ``MSELoss(loss_weight=0.5)`` (= centermask2's
-            ``0.5 * (pred - target)^2`` averaged over them).
         init_cfg (dict or list[dict]): Defaults to centermask2's init.
+        **kwargs: :class:`MaskIoUHead` arguments, with its defaults:
+            ``num_convs`` (4), ``num_fcs`` (2), ``roi_feat_size`` (S, 14),
+            ``in_channels`` (C, 256), ``conv_out_channels`` (256),
+            ``fc_out_channels`` (1024), ``num_classes`` (K, 80),
+            ``loss_iou`` (``MSELoss(loss_weight=0.5)`` = centermask2's
+            ``0.5 * (pred - target)^2`` averaged over the targets > 0).
     """
 
     def __init__(
         self,
-        num_convs: int = 4,
-        num_fcs: int = 2,
-        roi_feat_size: int = 14,
-        in_channels: int = 256,
-        conv_out_channels: int = 256,
-        fc_out_channels: int = 1024,
-        num_classes: int = 80,
-        loss_iou: ConfigType = dict(type='MSELoss', loss_weight=0.5),
         init_cfg: MultiConfig = [
             dict(
                 type='Kaiming',
@@ -167,18 +155,10 @@ class CenterMaskIoUHead(MaskIoUHead):
                 std=0.01,
                 bias=0,
                 override=dict(name='fc_mask_iou'))
-        ]
+        ],
+        **kwargs
     ) -> None:
-        super().__init__(
-            num_convs=num_convs,
-            num_fcs=num_fcs,
-            roi_feat_size=roi_feat_size,
-            in_channels=in_channels,
-            conv_out_channels=conv_out_channels,
-            fc_out_channels=fc_out_channels,
-            num_classes=num_classes,
-            loss_iou=loss_iou,
-            init_cfg=init_cfg)
+        super().__init__(init_cfg=init_cfg, **kwargs)
 
     def get_targets(self, sampling_results: List[SamplingResult],
                     batch_gt_instances: InstanceList, mask_preds: Tensor,

@@ -10,7 +10,7 @@ from mmdet.models.roi_heads.mask_heads import FCNMaskHead
 from mmdet.models.task_modules.samplers import SamplingResult
 from mmdet.registry import MODELS
 from mmdet.structures.mask import BaseInstanceMasks
-from mmdet.utils import ConfigType, InstanceList, MultiConfig
+from mmdet.utils import InstanceList, MultiConfig
 from mmengine.config import ConfigDict
 from mmengine.model import BaseModule
 from mmengine.model.weight_init import normal_init
@@ -111,47 +111,25 @@ class SAGMaskHead(FCNMaskHead):
     **unclipped** RoIs by default (see :func:`unclipped_mask_target`).
 
     Args:
-        num_convs (int): Number of 3x3 convs. Defaults to 4.
-        roi_feat_size (int): RoI feature size S. Defaults to 14.
-        in_channels (int): Channels of the RoI features. Defaults to 256.
-        conv_out_channels (int): Channels of the convs and the deconv.
-            Defaults to 256.
-        num_classes (int): Number of classes K. Defaults to 80.
-        class_agnostic (bool): Predict one mask for all classes.
-            Defaults to False.
         sam_kernel_size (int): Kernel of the SAM conv, 3 or 7.
             Defaults to 3.
         clip_target_boxes (bool): Clip RoIs to the image before cropping the
             training targets, as mmdet's ``mask_target`` does. Defaults to
             False (centermask2: targets from the unclipped RoI).
-        loss_mask (:obj:`ConfigDict` or dict): Mask loss. Defaults to
-            per-pixel BCE on the GT-class channel.
-        **kwargs: Other :class:`FCNMaskHead` arguments (``upsample_cfg``,
-            ``conv_cfg``, ``norm_cfg``, ``predictor_cfg``,
-            ``conv_kernel_size``); ``init_cfg`` is not allowed.
+        **kwargs: :class:`FCNMaskHead` arguments, with its defaults:
+            ``num_convs`` (4; CenterMask-Lite 2), ``roi_feat_size`` (S, 14),
+            ``in_channels`` (256), ``conv_out_channels`` (256),
+            ``num_classes`` (K, 80), ``class_agnostic``, ``loss_mask``
+            (per-pixel BCE on the GT-class channel), ``upsample_cfg``,
+            ``conv_cfg``, ``norm_cfg``, ``predictor_cfg``; ``init_cfg`` is
+            not allowed.
     """
 
     def __init__(self,
-                 num_convs: int = 4,
-                 roi_feat_size: int = 14,
-                 in_channels: int = 256,
-                 conv_out_channels: int = 256,
-                 num_classes: int = 80,
-                 class_agnostic: bool = False,
                  sam_kernel_size: int = 3,
                  clip_target_boxes: bool = False,
-                 loss_mask: ConfigType = dict(
-                     type='CrossEntropyLoss', use_mask=True, loss_weight=1.0),
                  **kwargs) -> None:
-        super().__init__(
-            num_convs=num_convs,
-            roi_feat_size=roi_feat_size,
-            in_channels=in_channels,
-            conv_out_channels=conv_out_channels,
-            num_classes=num_classes,
-            class_agnostic=class_agnostic,
-            loss_mask=loss_mask,
-            **kwargs)
+        super().__init__(**kwargs)
         self.spatial_attention = SpatialAttention(sam_kernel_size)
         self.clip_target_boxes = clip_target_boxes
 

@@ -195,11 +195,14 @@ class AdaptiveLevelRoIExtractor(BaseRoIExtractor):
         if roi_scale_factor is not None:
             rois = self.roi_rescale(rois, roi_scale_factor)
 
-        for level, (feat, roi_layer) in enumerate(zip(feats, self.roi_layers)):
-            inds = (target_lvls == level).nonzero(as_tuple=False).squeeze(1)
-            if inds.numel() > 0:
+        # RoIs grouped by level (input order kept), one host read of counts
+        order = torch.sort(target_lvls, stable=True)[1]
+        counts = torch.bincount(target_lvls, minlength=self.num_inputs)
+        for feat, roi_layer, inds in zip(feats, self.roi_layers,
+                                         order.split(counts.tolist())):
+            if len(inds) > 0:
                 roi_feats[inds] = roi_layer(feat, rois[inds])
-            else:
+            elif self.training:
                 # keep unused levels in the graph (DDP), as SingleRoIExtractor
                 roi_feats += sum(
                     p.view(-1)[0]

@@ -1,9 +1,6 @@
-"""AdaptiveLevelRoIExtractor: level rules, image areas, pooling, golden
-levels of centermask2."""
-import numpy as np
+"""AdaptiveLevelRoIExtractor: level rules, image areas, pooling."""
 import pytest
 import torch
-from golden_utils import INFER_IMAGES, TRAIN_RUNS, VARIANTS, load_npz
 from mmdet.structures.bbox import bbox2roi
 
 from mmcentermask.models import AdaptiveLevelRoIExtractor
@@ -123,44 +120,3 @@ def test_invalid_arguments():
     extractor = make_extractor()
     with pytest.raises(ValueError, match='feature maps'):
         extractor([torch.zeros(1, 4, 8, 8)], torch.zeros(1, 5))
-
-
-@pytest.mark.parametrize('variant', VARIANTS)
-@pytest.mark.parametrize('image', INFER_IMAGES)
-def test_golden_inference_levels(variant, image):
-    """centermask2 levels of the test RoIs (ratio rule, resized image)."""
-    data = load_npz(
-        variant,
-        f'{image}_infer',
-        keys=['proposal_boxes', 'resized_hw', 'roi_levels'])
-    extractor = make_extractor()
-    height, width = data['resized_hw'].tolist()
-    rois = bbox2roi([torch.from_numpy(data['proposal_boxes'])])
-    feats = [torch.zeros(1, 4, 1, 1)] * 3
-    areas = extractor.roi_image_areas(feats, rois,
-                                      [dict(img_shape=(height, width))])
-    levels = extractor.map_roi_levels(rois, areas) + 3
-    np.testing.assert_array_equal(levels.numpy(), data['roi_levels'])
-
-
-@pytest.mark.parametrize('variant', VARIANTS)
-@pytest.mark.parametrize('run', TRAIN_RUNS)
-def test_golden_training_levels(variant, run):
-    """centermask2 levels of the foreground training RoIs; in
-    ``train_batch2`` the two images have different sizes."""
-    data = load_npz(variant, run)
-    num_imgs = 2 if run == 'train_batch2' else 1
-    metas = [
-        dict(img_shape=tuple(data[f'resized_hw_img{i}'].tolist()))
-        for i in range(num_imgs)
-    ]
-    rois = torch.cat([
-        torch.from_numpy(data['mask_fg_img_index'])[:, None].float(),
-        torch.from_numpy(data['mask_fg_boxes'])
-    ],
-                     dim=1)
-    extractor = make_extractor()
-    feats = [torch.zeros(num_imgs, 4, 1, 1)] * 3
-    levels = extractor.map_roi_levels(
-        rois, extractor.roi_image_areas(feats, rois, metas)) + 3
-    np.testing.assert_array_equal(levels.numpy(), data['mask_fg_levels'])

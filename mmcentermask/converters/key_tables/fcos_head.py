@@ -1,10 +1,6 @@
 """Key mapping of the centermask2 (and maskrcnn-benchmark) FCOS head onto
 :class:`~mmcentermask.models.dense_heads.CenterMaskFCOSHead`."""
 import re
-from collections import OrderedDict
-from typing import Mapping
-
-from torch import Tensor
 
 _C2_TOWERS = {'cls_tower': 'cls_convs', 'bbox_tower': 'reg_convs'}
 _C2_TOWER_LAYERS = ('conv', 'gn')  # tower = [conv, GN, ReLU] * n
@@ -48,29 +44,3 @@ def c2_fcos_head_key_to_mmdet(key: str) -> str:
             return (f'{_C2_TOWERS[module]}.{layer}.'
                     f"{_C2_TOWER_LAYERS[position]}.{tower_param['param']}")
     raise KeyError(f'unknown centermask2 FCOS head key {key!r}')
-
-
-def convert_c2_fcos_head(state_dict: Mapping[str, Tensor],
-                         src_prefix: str = 'proposal_generator.fcos_head.',
-                         dst_prefix: str = '') -> 'OrderedDict[str, Tensor]':
-    """Convert the FCOS head entries of a centermask2 state dict.
-
-    Args:
-        state_dict (Mapping[str, Tensor]): Source state dict; entries
-            outside ``src_prefix`` are ignored.
-        src_prefix (str): Head prefix in the source (MB: ``'rpn.head.'``).
-        dst_prefix (str): Prefix of the result, e.g. ``'bbox_head.'``.
-
-    Returns:
-        OrderedDict[str, Tensor]: :class:`CenterMaskFCOSHead` entries. The
-        (1, )-shaped C2 scales become 0-d like mmcv's ``Scale``.
-    """
-    converted = OrderedDict()
-    for key, value in state_dict.items():
-        if not key.startswith(src_prefix):
-            continue
-        name = c2_fcos_head_key_to_mmdet(key[len(src_prefix):])
-        if name.startswith('scales.'):
-            value = value.reshape(())
-        converted[dst_prefix + name] = value
-    return converted

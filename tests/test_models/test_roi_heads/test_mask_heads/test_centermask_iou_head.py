@@ -1,42 +1,21 @@
-"""CenterMaskIoUHead: centermask2 area ratio, targets, loss, init, scores;
-golden training targets and losses of centermask2."""
-import json
+"""CenterMaskIoUHead: centermask2 area ratio, targets, loss, init,
+scores."""
 import math
 
 import numpy as np
 import pytest
 import torch
-from golden_utils import TRAIN_RUNS, VARIANTS, load_npz, require_golden_dir
-from mmdet.models.task_modules.assigners import AssignResult
-from mmdet.models.task_modules.samplers import SamplingResult
-from mmdet.structures.bbox import bbox_overlaps
+from detector_utils import make_sampling_result
 from mmdet.structures.mask import BitmapMasks, PolygonMasks
 from mmengine.config import ConfigDict
 from mmengine.structures import InstanceData
 
-from mmcentermask.models import CenterMaskIoUHead, SAGMaskHead
+from mmcentermask.models import CenterMaskIoUHead
 from mmcentermask.models.roi_heads.mask_heads.centermask_iou_head import (
     mask_iou_targets, polygon_area_ratio)
 
 TRAIN_CFG = ConfigDict(mask_size=28, mask_thr_binary=0.)
 SQUARE_10 = np.array([0., 0., 10., 0., 10., 10., 0., 10.])  # area 100
-
-
-def make_sampling_result(boxes, gt_boxes, gt_inds, gt_labels):
-    """All ``boxes`` positive, matched to ``gt_inds``."""
-    boxes = torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)
-    gt_boxes = torch.as_tensor(gt_boxes, dtype=torch.float32).reshape(-1, 4)
-    gt_inds = torch.as_tensor(gt_inds, dtype=torch.long)
-    num = len(boxes)
-    assign = AssignResult(
-        len(gt_boxes),
-        gt_inds + 1,
-        torch.ones(num),
-        labels=torch.as_tensor(gt_labels)[gt_inds])
-    return SamplingResult(
-        torch.arange(num),
-        torch.zeros(0).long(), boxes, gt_boxes, assign,
-        torch.zeros(num).byte())
 
 
 def small_head(**kwargs):
@@ -189,76 +168,3 @@ def test_predict_by_feat_adds_mask_scores_and_keeps_scores():
     out = head.predict_by_feat((iou, ), [results])[0]
     torch.testing.assert_close(out.scores, torch.tensor([0.9, 0.5]))
     torch.testing.assert_close(out.mask_scores, torch.tensor([0.27, 0.2]))
-
-
-def golden_positives(variant, run):
-    """Sampling results, GT (polygons resized as detectron2 does) and
-    arrays of a golden training file."""
-    data = load_npz(variant, run)
-    annotations = json.loads(
-        (require_golden_dir() / 'images' / 'annotations.json').read_text())
-    image_ids = {
-        'train_coffee': [1],
-        'train_moto_crop': [2],
-        'train_batch2': [1, 2]
-    }[run]
-    sampling_results, gts = [], []
-    for i, image_id in enumerate(image_ids):
-        image = next(im for im in annotations['images']
-                     if im['id'] == image_id)
-        new_h, new_w = data[f'resized_hw_img{i}'].tolist()
-        scale = np.array([new_w / image['width'], new_h / image['height']])
-        polygons = [[
-            np.asarray(p, dtype=np.float64) * np.tile(scale,
-                                                      len(p) // 2)
-            for p in ann['segmentation']
-        ] for ann in annotations['annotations'] if ann['image_id'] == image_id]
-        gt_boxes = torch.from_numpy(data[f'gt_boxes_img{i}'])
-        gt_labels = torch.from_numpy(data[f'gt_classes_img{i}']).long()
-        boxes = torch.from_numpy(
-            data['mask_fg_boxes'][data['mask_fg_img_index'] == i])
-        gt_inds = bbox_overlaps(boxes, gt_boxes).argmax(1)
-        sampling_results.append(
-            make_sampling_result(boxes, gt_boxes, gt_inds, gt_labels))
-        gts.append(InstanceData(masks=PolygonMasks(polygons, new_h, new_w)))
-    return sampling_results, gts, data
-
-
-@pytest.mark.parametrize('variant', VARIANTS)
-@pytest.mark.parametrize('run', TRAIN_RUNS)
-def test_golden_training_targets_and_losses(variant, run):
-    """From centermask2's foreground RoIs and GT-class mask logits: mask
-    targets (exact), MaskIoU targets, loss_mask and loss_maskiou."""
-    sampling_results, gts, data = golden_positives(variant, run)
-    labels = torch.cat([res.pos_gt_labels for res in sampling_results])
-    np.testing.assert_array_equal(labels.numpy(), data['mask_fg_gt_classes'])
-
-    mask_head = SAGMaskHead(
-        num_convs=0, in_channels=4, conv_out_channels=4, num_classes=80)
-    iou_head = CenterMaskIoUHead(
-        num_convs=1,
-        num_fcs=1,
-        in_channels=4,
-        conv_out_channels=4,
-        fc_out_channels=4)
-    mask_targets = mask_head.get_targets(sampling_results, gts, TRAIN_CFG)
-    expected = np.unpackbits(
-        data['mask_fg_targets_packed'], axis=-1)[..., :28].astype(bool)
-    np.testing.assert_array_equal(mask_targets.bool().numpy(), expected)
-
-    logits = torch.from_numpy(data['mask_fg_logits_gt_class'])
-    iou_targets = iou_head.get_targets(sampling_results, gts, logits,
-                                       mask_targets, TRAIN_CFG)
-    np.testing.assert_allclose(
-        iou_targets.numpy(), data['maskiou_targets'], rtol=0, atol=1e-7)
-
-    all_logits = torch.zeros(len(labels), 80, 28, 28)
-    all_logits[torch.arange(len(labels)), labels] = logits
-    loss_mask = mask_head.loss_mask(all_logits, mask_targets, labels)
-    loss_iou = iou_head.loss_and_target(
-        torch.from_numpy(data['maskiou_pred_gt_class']), logits, mask_targets,
-        sampling_results, gts, TRAIN_CFG)['loss_mask_iou']
-    assert loss_mask.item() == pytest.approx(
-        float(data['loss__loss_mask']), rel=1e-6)
-    assert loss_iou.item() == pytest.approx(
-        float(data['loss__loss_maskiou']), rel=1e-6)
