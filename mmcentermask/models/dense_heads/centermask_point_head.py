@@ -28,7 +28,8 @@ from mmengine.model import bias_init_with_prob, normal_init
 from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
-from ..utils import assemble_masks, clamp_box_size
+from ..utils import (assemble_masks, clamp_box_size, mask_bce_per_instance,
+                     masks_on_grid, union_per_channel)
 
 SALIENCY_TYPES = ('class_specific', 'class_agnostic')
 
@@ -260,18 +261,11 @@ class CenterMaskPointHead(CenterNetHead):
             list[Tensor]: Per image, (n, H, W) float32 targets in [0, 1]:
             the fraction of each feature cell covered by the mask.
         """
-        targets = []
-        for gt_instances in batch_gt_instances:
-            device = gt_instances.bboxes.device
-            masks = gt_instances.masks.to_tensor(torch.float32, device)
-            height = min(masks.shape[-2], img_shape[0])
-            width = min(masks.shape[-1], img_shape[1])
-            padded = masks.new_zeros(len(masks), *img_shape)
-            padded[:, :height, :width] = masks[:, :height, :width]
-            targets.append(
-                F.adaptive_avg_pool2d(padded, feat_shape) if len(masks) else
-                padded.new_zeros(0, *feat_shape))
-        return targets
+        return [
+            masks_on_grid(
+                gt.masks.to_tensor(torch.float32, gt.bboxes.device),
+                feat_shape, img_shape) for gt in batch_gt_instances
+        ]
 
     def gather_instances(self, shape_pred: Tensor, saliency_pred: Tensor,
                          image_ids: Tensor, labels: Tensor, cells_x: Tensor,
@@ -345,18 +339,10 @@ class CenterMaskPointHead(CenterNetHead):
                                                    image_ids, labels, cells_x,
                                                    cells_y)
         boxes = clamp_box_size(boxes, self.min_box_size)
-        # A product of sigmoids has no logits form: plain BCE, in float32
-        # (F.binary_cross_entropy refuses half precision under autocast).
-        with torch.autocast(device_type=shape_pred.device.type,
-                            enabled=False):
-            masks, inside = assemble_masks(shapes.float(), saliencies.float(),
-                                           boxes.float())
-            eps = 1e-6
-            bce = F.binary_cross_entropy(
-                masks.clamp(eps, 1 - eps), targets.float(), reduction='none')
-            inside = inside.float()
-            per_instance = (bce * inside).sum(dim=(1, 2)) / inside.sum(
-                dim=(1, 2)).clamp(min=1)
+        # Float32 even under autocast: the BCE of a product of sigmoids.
+        masks, inside = assemble_masks(shapes.float(), saliencies.float(),
+                                       boxes.float())
+        per_instance = mask_bce_per_instance(masks, inside, targets)
         losses['loss_mask'] = self.loss_mask_weight * per_instance.mean()
         return losses
 
@@ -375,13 +361,10 @@ class CenterMaskPointHead(CenterNetHead):
             Tensor: Targets of ``saliency_shape``: the largest instance
             target per pixel among the instances of that image and channel.
         """
-        batch, channels, height, width = saliency_shape
+        batch, channels = saliency_shape[:2]
         channel = labels if channels > 1 else torch.zeros_like(labels)
-        flat = mask_targets.new_zeros(batch * channels, height * width)
-        rows = (image_ids * channels + channel)[:, None].expand(
-            -1, height * width)
-        return flat.scatter_reduce_(
-            0, rows, mask_targets.flatten(1), 'amax').view(saliency_shape)
+        return union_per_channel(mask_targets, image_ids * channels + channel,
+                                 batch * channels).view(saliency_shape)
 
     def predict_by_feat(self,
                         center_heatmap_preds: List[Tensor],

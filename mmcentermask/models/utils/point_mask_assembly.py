@@ -103,3 +103,74 @@ def assemble_masks(shape_logits: Tensor, saliency_logits: Tensor,
                                          saliency_logits.shape[-2:])
     masks = resized.sigmoid() * saliency_logits.sigmoid() * inside
     return masks, inside
+
+
+def masks_on_grid(masks: Tensor, grid_shape: Tuple[int, int],
+                  input_shape: Tuple[int, int]) -> Tensor:
+    """GT masks on a feature grid, by area averaging.
+
+    Args:
+        masks (Tensor): (n, h, w) binary masks, at most ``input_shape``
+            in size (zero-padded to it at the bottom and right).
+        grid_shape (tuple[int, int]): (H, W) of the feature grid.
+        input_shape (tuple[int, int]): (h, w) of the padded network input
+            the grid covers, pixels.
+
+    Returns:
+        Tensor: (n, H, W) float32 targets in [0, 1]: the fraction of each
+        grid cell covered by the mask.
+    """
+    height = min(masks.shape[-2], input_shape[0])
+    width = min(masks.shape[-1], input_shape[1])
+    padded = masks.new_zeros(len(masks), *input_shape, dtype=torch.float32)
+    padded[:, :height, :width] = masks[:, :height, :width]
+    if len(masks) == 0:
+        return padded.new_zeros(0, *grid_shape)
+    return F.adaptive_avg_pool2d(padded, grid_shape)
+
+
+def union_per_channel(mask_targets: Tensor, rows: Tensor,
+                      num_rows: int) -> Tensor:
+    """Per-pixel maximum of the instance targets that share a row index.
+
+    Args:
+        mask_targets (Tensor): (N, H, W) instance targets.
+        rows (Tensor): (N,) row of each instance in the output (image
+            index x channels + channel).
+        num_rows (int): Rows of the output.
+
+    Returns:
+        Tensor: (num_rows, H, W), 0 where no instance falls.
+    """
+    height, width = mask_targets.shape[-2:]
+    union = mask_targets.new_zeros(num_rows, height * width)
+    return union.scatter_reduce_(
+        0, rows[:, None].expand(-1, height * width), mask_targets.flatten(1),
+        'amax').view(num_rows, height, width)
+
+
+def mask_bce_per_instance(masks: Tensor, inside: Tensor,
+                          targets: Tensor) -> Tensor:
+    """Binary cross-entropy of assembled masks, averaged over each box.
+
+    A product of sigmoids has no logits form, so this is plain BCE on the
+    probabilities clamped to [1e-6, 1 - 1e-6], computed in float32
+    (``F.binary_cross_entropy`` refuses half precision under autocast).
+
+    Args:
+        masks (Tensor): (N, H, W) mask probabilities.
+        inside (Tensor): (N, H, W) bool box indicator.
+        targets (Tensor): (N, H, W) targets in [0, 1].
+
+    Returns:
+        Tensor: (N,) mean BCE over the pixels of each box.
+    """
+    with torch.autocast(device_type=masks.device.type, enabled=False):
+        eps = 1e-6
+        bce = F.binary_cross_entropy(
+            masks.float().clamp(eps, 1 - eps),
+            targets.float(),
+            reduction='none')
+        weights = inside.float()
+        return (bce * weights).sum(dim=(1, 2)) / weights.sum(
+            dim=(1, 2)).clamp(min=1)

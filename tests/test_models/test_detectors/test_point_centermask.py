@@ -15,7 +15,7 @@ from detector_utils import batch
 
 CONFIG = osp.join(
     REPO_ROOT, 'configs/centermask-point/'
-    'centermask-point_vovnet-v2-19-slim-dw_ct-neck-32_1xb8-750i_shapes.py')
+    'centermask-point_vovnet-v2-19-slim-dw_ct-neck-32_1xb8-500i_shapes.py')
 LOSSES = ('loss_center_heatmap', 'loss_wh', 'loss_offset', 'loss_mask',
           'loss_saliency')
 

@@ -9,9 +9,9 @@
 # counted with torch.utils.flop_counter), trained from scratch with
 # trainable BN; a light deconvolution neck without DCN (128, 64, 32
 # filters) and 32-channel head branches; short side 128-160 (test: 160)
-# instead of 512 crops; AdamW with gradient clipping and warm-up; 750
+# instead of 512 crops; AdamW with gradient clipping and warm-up; 500
 # iterations of batch 8, what fits in 20 minutes on the project's 2-core
-# machine when other jobs share it (1.4 s per iteration with
+# machine while other jobs share it (1.4-2.1 s per iteration with
 # OMP_NUM_THREADS=1; two threads were 3-5x slower there, the cores being
 # oversubscribed).
 _base_ = './centermask-point_r18_8xb16-crop512-130e_coco.py'
@@ -76,7 +76,7 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/val.json')
 test_evaluator = val_evaluator
 
-max_iters = 750
+max_iters = 500
 train_cfg = dict(
     _delete_=True,
     type='IterBasedTrainLoop',
@@ -91,7 +91,7 @@ param_scheduler = [
         begin=0,
         end=max_iters,
         by_epoch=False,
-        milestones=[650, 725],
+        milestones=[430, 480],
         gamma=0.1)
 ]
 optim_wrapper = dict(
