@@ -7,7 +7,6 @@ import os.path as osp
 
 import numpy as np
 import pytest
-import torch
 import yaml
 from mmdet.registry import DATASETS
 

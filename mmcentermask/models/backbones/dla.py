@@ -172,9 +172,14 @@ class DLA(BaseModule):
     Example:
         >>> import torch
         >>> model = DLA('dla34').eval()
-        >>> outs = model(torch.rand(1, 3, 64, 64))
-        >>> [tuple(o.shape) for o in outs]
-        [(1, 16, 64, 64), (1, 32, 32, 32), (1, 64, 16, 16), (1, 128, 8, 8), (1, 256, 4, 4), (1, 512, 2, 2)]
+        >>> for out in model(torch.rand(1, 3, 64, 64)):
+        ...     print(tuple(out.shape))
+        (1, 16, 64, 64)
+        (1, 32, 32, 32)
+        (1, 64, 16, 16)
+        (1, 128, 8, 8)
+        (1, 256, 4, 4)
+        (1, 512, 2, 2)
     """
 
     arch_settings: Dict[str, Dict[str, Tuple[int, ...]]] = {

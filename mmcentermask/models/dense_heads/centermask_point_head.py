@@ -8,7 +8,7 @@ CenterNet's three heads (centre heatmap, box size, centre offset) plus a
 Shape head (an S x S local-shape vector at every location) and a Saliency
 head (a dense global saliency map). Each instance mask is
 ``sigmoid(local shape resized to the box) * sigmoid(saliency cropped by the
-box)`` (Eq. 1), assembled for all instances at once on the stride-4 canvas
+box)``, assembled for all instances at once on the stride-4 canvas
 (:mod:`mmcentermask.models.utils.point_mask_assembly`).
 
 Shape shorthand: B images, C classes, S the local-shape side, H x W the

@@ -227,7 +227,8 @@ def test_predict_removes_the_test_padding_border():
         border=np.array([8., 56., 8., 56.], np.float32))
     result = head.predict_by_feat(*peak_outputs(), [meta])[0]
     assert len(result) == 5
-    assert result.masks.shape == (5, 48, 48) and result.masks.dtype == torch.bool
+    assert result.masks.shape == (5, 48, 48)
+    assert result.masks.dtype == torch.bool
     assert result.labels[0] == 1 and result.scores[0] == pytest.approx(0.9)
     # Box 16 x 16 px centred at input (32, 32) = image (24, 24).
     assert result.bboxes[0].tolist() == [16., 16., 32., 32.]
