@@ -40,13 +40,13 @@ def build_head(**kwargs):
     return head
 
 
-def features(size=64, batch=1):
+def features(size=128, batch=1):
     return [
         torch.rand(batch, 8, size // s, size // s) for s in STRIDES
     ]
 
 
-def gt_instances(boxes, labels, size=64):
+def gt_instances(boxes, labels, size=128):
     masks = np.zeros((len(boxes), size, size), np.uint8)
     for k, (x1, y1, x2, y2) in enumerate(boxes):
         masks[k, y1:y2, x1:x2] = 1
@@ -56,9 +56,9 @@ def gt_instances(boxes, labels, size=64):
         masks=BitmapMasks(masks, size, size))
 
 
-METAS = [dict(batch_input_shape=(64, 64), img_shape=(64, 64),
-              ori_shape=(64, 64), scale_factor=(1., 1.))]
-TWO_OBJECTS = gt_instances([[2, 2, 30, 26], [36, 30, 62, 62]], [0, 2])
+METAS = [dict(batch_input_shape=(128, 128), img_shape=(128, 128),
+              ori_shape=(128, 128), scale_factor=(1., 1.))]
+TWO_OBJECTS = gt_instances([[4, 4, 60, 52], [72, 60, 124, 124]], [0, 2])
 
 
 def test_output_shapes():
@@ -66,9 +66,9 @@ def test_output_shapes():
     outs = head(features())
     assert len(outs) == 5
     shapes = [tuple(level.shape) for level in outs[3]]
-    assert shapes == [(1, 16, 8, 8), (1, 16, 4, 4), (1, 16, 2, 2),
-                      (1, 16, 1, 1), (1, 16, 1, 1)]
-    assert [tuple(s.shape) for s in outs[4]] == [(1, 1, 8, 8)]
+    assert shapes == [(1, 16, 16, 16), (1, 16, 8, 8), (1, 16, 4, 4),
+                      (1, 16, 2, 2), (1, 16, 1, 1)]
+    assert [tuple(s.shape) for s in outs[4]] == [(1, 1, 16, 16)]
 
 
 def test_bad_saliency_type_raises():
@@ -88,7 +88,7 @@ def test_positives_are_matched_to_the_gt_containing_them():
     assert (image_ids == 0).all()
     # Recompute each positive's location: it lies inside its GT box.
     sizes = [s.shape[-2:] for s in cls_scores]
-    points = head.prior_generator.grid_priors(sizes)
+    points = head.prior_generator.grid_priors(sizes, device='cpu')
     labels, _ = head.get_targets(points, [TWO_OBJECTS])
     positive_points = torch.cat([
         p[(lab >= 0) & (lab < NUM_CLASSES)] for p, lab in zip(points, labels)
@@ -141,10 +141,14 @@ def test_each_detection_takes_the_shape_of_its_own_location():
         batch_img_metas=METAS, rescale=True)[0]
     assert 'locations' not in result
     assert result.masks.dtype == torch.bool
-    assert result.masks.shape == (len(result), 64, 64)
+    assert result.masks.shape == (len(result), 128, 128)
     assert result.labels[0] == 1
     # P3 location (3, 5) is at pixel (5 * 8 + 4, 3 * 8 + 4) = (44, 28).
     assert result.bboxes[0].tolist() == [32., 18., 52., 42.]
-    assert result.masks[0, 20:40, 34:50].all()
-    assert not result.masks[0, :16].any() and not result.masks[0, :, :30].any()
+    # On the stride-8 canvas the box covers cells x 4-5, y 2-4 (pixel
+    # centres inside [4, 6.5) x [2.25, 5.25)), i.e. pixels x 32-47, y 16-39.
+    mask = result.masks[0]
+    assert mask[18:38, 34:46].all()
+    assert not mask[:14].any() and not mask[42:].any()
+    assert not mask[:, :30].any() and not mask[:, 50:].any()
     assert not result.masks[1:].any()
