@@ -333,8 +333,8 @@ class CenterMaskPointHead(CenterNetHead):
             return losses
         centres = (boxes[:, :2] + boxes[:, 2:]) / 2
         # The centre cell of CenterNet's targets (mmdet truncates).
-        cells_x = centres[:, 0].int().long().clamp(0, feat_w - 1)
-        cells_y = centres[:, 1].int().long().clamp(0, feat_h - 1)
+        cells_x = centres[:, 0].long().clamp(0, feat_w - 1)
+        cells_y = centres[:, 1].long().clamp(0, feat_h - 1)
         shapes, saliencies = self.gather_instances(shape_pred, saliency_pred,
                                                    image_ids, labels, cells_x,
                                                    cells_y)
