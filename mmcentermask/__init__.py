@@ -16,6 +16,6 @@ from .version import __version__  # noqa: E402
 register_local_checkpoint_loader()
 patch_cpu_distributed()
 
-from . import models  # noqa: E402,F401
+from . import datasets, models  # noqa: E402,F401
 
 __all__ = ['__version__']

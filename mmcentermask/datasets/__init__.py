@@ -1,3 +1,5 @@
 from .shapes import CLASSES, make_image, make_split
+from .transforms import *  # noqa: F401,F403
+from .transforms import __all__ as _transforms_all
 
-__all__ = ['CLASSES', 'make_image', 'make_split']
+__all__ = ['CLASSES', 'make_image', 'make_split'] + _transforms_all

@@ -1,3 +1,4 @@
+from .dla import DLA
 from .vovnet import VoVNet
 
-__all__ = ['VoVNet']
+__all__ = ['DLA', 'VoVNet']

@@ -432,6 +432,36 @@ class CenterMaskFCOSHead(FCOSHead):
             raise ValueError('CenterMaskFCOSHead needs the centerness maps '
                              'as score_factors')
         cfg = copy.deepcopy(self.test_cfg if cfg is None else cfg)
+        results, _ = self._select_candidates(cls_score_list, bbox_pred_list,
+                                             score_factor_list, mlvl_priors,
+                                             img_meta, cfg)
+        return self._bbox_post_process(
+            results=results,
+            cfg=cfg,
+            rescale=rescale,
+            with_nms=with_nms,
+            img_meta=img_meta)
+
+    def _select_candidates(self, cls_score_list: List[Tensor],
+                           bbox_pred_list: List[Tensor],
+                           score_factor_list: List[Tensor],
+                           mlvl_priors: List[Tensor], img_meta: dict,
+                           cfg: ConfigType) -> Tuple[InstanceData, Tensor]:
+        """The candidates of every level of one image (steps 1-2 of the
+        class docstring), decoded.
+
+        Args:
+            cls_score_list, bbox_pred_list, score_factor_list, mlvl_priors:
+                See :meth:`_predict_by_feat_single`; the priors may carry
+                columns after (x, y), which are returned.
+            img_meta (dict): ``img_shape`` of the resized image.
+            cfg (dict): ``score_thr``, ``nms_pre``, ``candidate_sort``.
+
+        Returns:
+            tuple: :obj:`InstanceData` with ``bboxes`` (K, 4), ``scores``
+            (K, ) = cls x ctr and ``labels`` (K, ), and the prior row of
+            each candidate (K, P).
+        """
         candidate_sort = cfg.get('candidate_sort', 'topk')
         if candidate_sort not in CANDIDATE_SORTS:
             raise ValueError(f'candidate_sort must be one of '
@@ -447,17 +477,12 @@ class CenterMaskFCOSHead(FCOSHead):
         scores, labels, bbox_preds, priors = (
             torch.cat(field) for field in zip(*selected))
         valid = (scores >= 0).nonzero()[:, 0]
-        bboxes = self.bbox_coder.decode(priors[valid], bbox_preds[valid])
+        priors = priors[valid]
+        bboxes = self.bbox_coder.decode(priors[:, :2], bbox_preds[valid])
         if self.clip_boxes:
             bboxes = self._legacy_clip(bboxes, img_meta['img_shape'])
-        results = InstanceData(
-            bboxes=bboxes, scores=scores[valid], labels=labels[valid])
-        return self._bbox_post_process(
-            results=results,
-            cfg=cfg,
-            rescale=rescale,
-            with_nms=with_nms,
-            img_meta=img_meta)
+        return InstanceData(
+            bboxes=bboxes, scores=scores[valid], labels=labels[valid]), priors
 
     def _level_ranking(self, cls_score: Tensor, centerness: Tensor,
                        score_thr: float) -> Tensor:

@@ -1,3 +1,4 @@
 from .centermask import CenterMask
+from .point_centermask import PointCenterMask
 
-__all__ = ['CenterMask']
+__all__ = ['CenterMask', 'PointCenterMask']

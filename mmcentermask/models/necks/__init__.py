@@ -1,0 +1,3 @@
+from .dla_up_neck import DLAUpNeck
+
+__all__ = ['DLAUpNeck']
