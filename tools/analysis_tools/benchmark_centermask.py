@@ -257,6 +257,9 @@ def measure(config: str, kind: str, size: Optional[Tuple[int, int]],
         else (lambda: make_data(size))
     model.to(args.device)
     model.eval()
+    if args.fuse_conv_bn:
+        from mmcv.cnn import fuse_conv_bn
+        fuse_conv_bn(model.backbone)
     params = sum(p.numel() for p in model.parameters())
 
     if cuda:
@@ -432,6 +435,11 @@ def parse_args() -> argparse.Namespace:
         '(CenterMask; the backbone of Mask R-CNN) on the golden coffee '
         'image resized to the config\'s test size, with the config\'s '
         'post-processing (Lite V2-19-slim-dw and V2-39 configs only)')
+    parser.add_argument(
+        '--fuse-conv-bn',
+        action='store_true',
+        help='fold the backbone BNs into their convs (both detectors; what '
+        'FuseConvBNHook does before tools/test.py)')
     parser.add_argument(
         '--nms-mode',
         choices=['auto', 'exact', 'batched'],
