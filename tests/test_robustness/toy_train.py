@@ -7,7 +7,7 @@ Iteration-based loop, checkpoint every iteration with ``max_keep_ckpts=1`` (the 
 start's setting), shuffled data and dropout (so the losses depend on the sampler and
 torch's generator), and a ``ballast`` buffer of N floats that makes each checkpoint
 large, so that a save takes most of an iteration's time. Each iteration appends
-``iter<TAB>loss`` (``float.hex``, exact) to LOSS_LOG.
+``iter<TAB>loss<TAB>end`` (``float.hex``, exact) to LOSS_LOG.
 """
 import argparse
 import os
@@ -42,7 +42,7 @@ class DropoutToy(BaseModel):
 
 
 class LossLog(Hook):
-    """Append ``iter<TAB>loss.hex()`` per iteration to a file (flushed each line)."""
+    """Append ``iter<TAB>loss.hex()<TAB>end`` per iteration (flushed each line)."""
 
     priority = 'HIGHEST'
 
@@ -51,7 +51,7 @@ class LossLog(Hook):
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         with open(self.path, 'a') as f:
-            f.write(f'{runner.iter + 1}\t{outputs["loss"].item().hex()}\n')
+            f.write(f'{runner.iter + 1}\t{outputs["loss"].item().hex()}\tend\n')
 
 
 def toy_dataset(n=40):
@@ -61,7 +61,8 @@ def toy_dataset(n=40):
 
 
 def build_runner(work_dir, loss_log, max_iters, resume=False,
-                 hook='CrashSafeCheckpointHook', ballast=0, **hook_kwargs):
+                 hook='CrashSafeCheckpointHook', ballast=0, lr=0.01,
+                 extra_hooks=(), **hook_kwargs):
     return Runner(
         model=DropoutToy(ballast),
         work_dir=str(work_dir),
@@ -69,7 +70,7 @@ def build_runner(work_dir, loss_log, max_iters, resume=False,
             dataset=toy_dataset(), batch_size=4, num_workers=0,
             sampler=dict(type='InfiniteSampler', shuffle=True),
             collate_fn=dict(type='default_collate')),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.01, momentum=0.9)),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=lr, momentum=0.9)),
         param_scheduler=dict(type='MultiStepLR', by_epoch=False,
                              milestones=[3], end=1000),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
@@ -77,7 +78,7 @@ def build_runner(work_dir, loss_log, max_iters, resume=False,
             checkpoint=dict(type=hook, by_epoch=False, interval=1,
                             max_keep_ckpts=1, **hook_kwargs),
             logger=dict(type='LoggerHook', interval=1000)),
-        custom_hooks=[LossLog(str(loss_log))],
+        custom_hooks=[LossLog(str(loss_log)), *extra_hooks],
         randomness=dict(seed=0),
         resume=resume,
         default_scope='mmdet',
@@ -91,7 +92,7 @@ def read_losses(path):
         return losses
     for line in open(path).read().splitlines():
         parts = line.split('\t')
-        if len(parts) == 2 and parts[1].endswith(tuple('0123456789')):
+        if len(parts) == 3 and parts[2] == 'end':
             losses.setdefault(int(parts[0]), []).append(float.fromhex(parts[1]))
     return losses
 

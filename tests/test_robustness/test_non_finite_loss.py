@@ -1,0 +1,42 @@
+"""NonFiniteLossHook stops training at the first NaN/inf loss, naming the loss and
+the iteration, before a checkpoint of the broken weights is written."""
+import os
+
+import pytest
+import torch
+
+from mmcentermask.utils.checkpoint import load_local_checkpoint
+from toy_train import build_runner, read_losses
+
+
+def test_diverging_run_stops_before_saving_nan_weights(tmp_path):
+    work = tmp_path / 'work'
+    runner = build_runner(work, tmp_path / 'loss.txt', 50, lr=30.0,
+                          extra_hooks=[dict(type='NonFiniteLossHook')])
+    with pytest.raises(FloatingPointError) as info:
+        runner.train()
+    losses = read_losses(tmp_path / 'loss.txt')
+    bad_iter = min(i for i, v in losses.items() if not torch.isfinite(torch.tensor(v)).all())
+    message = str(info.value)
+    assert f'Non-finite training loss at iteration {bad_iter} ' in message
+    assert 'loss=' in message and 'learning rate' in message
+    assert f'iter_{bad_iter - 1}.pth' in message  # names the last good checkpoint
+    assert not (work / f'iter_{bad_iter}.pth').exists()
+    kept = [p for p in os.listdir(work) if p.endswith('.pth')]
+    assert kept == [f'iter_{bad_iter - 1}.pth']
+    state = load_local_checkpoint(str(work / kept[0]))['state_dict']
+    assert all(torch.isfinite(v).all() for v in state.values())
+
+
+def test_without_the_hook_the_run_saves_nan_weights(tmp_path):
+    """What the hook prevents (MMEngine trains on and exits normally)."""
+    work = tmp_path / 'work'
+    build_runner(work, tmp_path / 'loss.txt', 50, lr=30.0).train()
+    state = torch.load(work / 'iter_50.pth', weights_only=False)['state_dict']
+    assert not torch.isfinite(state['linear.weight']).all()
+
+
+def test_finite_run_is_untouched(tmp_path):
+    build_runner(tmp_path / 'work', tmp_path / 'loss.txt', 3,
+                 extra_hooks=[dict(type='NonFiniteLossHook')]).train()
+    assert sorted(read_losses(tmp_path / 'loss.txt')) == [1, 2, 3]
