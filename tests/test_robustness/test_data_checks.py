@@ -7,7 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
-from mmdet.registry import DATASETS
+from mmdet.registry import DATASETS, MODELS
 from mmdet.utils import register_all_modules
 from mmengine.logging import MMLogger
 from pycocotools import mask as mask_utils
@@ -42,11 +42,11 @@ def write(root, tmp_path, edit):
 
 
 def build(root, ann_file, classes=CLASSES, pipeline=PIPELINE, **kwargs):
+    kwargs.setdefault('filter_cfg', dict(filter_empty_gt=True, min_size=0))
     return DATASETS.build(dict(
         type='CheckedCocoDataset', data_root=str(root), ann_file=ann_file,
         data_prefix=dict(img='train/'), metainfo=dict(classes=classes),
-        filter_cfg=dict(filter_empty_gt=True, min_size=0), pipeline=pipeline,
-        **kwargs))
+        pipeline=pipeline, **kwargs))
 
 
 @pytest.fixture
@@ -182,3 +182,52 @@ def test_images_with_only_invalid_boxes_are_counted(source, tmp_path, warnings_l
                 ann['bbox'] = [10, 10, 0, 0]  # zero-size
     build(source, write(source, tmp_path, edit))
     assert any('1 images have annotations but none valid' in r for r in warnings_log)
+
+
+def test_training_step_on_crowd_rle_odd_boxes_and_an_empty_image(source, tmp_path):
+    """Cases that work: a crowd RLE region (ignored), a zero-size box and a box
+    wholly outside the image (dropped), a box half outside (kept), an image with no
+    annotation; one training step of the tiny CenterMask gives five finite losses."""
+    import torch
+    from mmengine.dataset import pseudo_collate
+    from detector_utils import LOSSES, tiny_cfg
+
+    def edit(data):
+        ids = [img['id'] for img in data['images']]
+        img1 = next(i for i in data['images'] if i['id'] == ids[0])
+        rle = mask_utils.encode(np.asfortranarray(
+            np.pad(np.ones((10, 12), np.uint8), ((5, img1['height'] - 15),
+                                                 (5, img1['width'] - 17)))))
+        anns = [a for a in data['annotations'] if a['image_id'] not in ids[:3]]
+        anns += [
+            dict(id=1001, image_id=ids[0], category_id=1, iscrowd=1, area=120.0,
+                 bbox=[5, 5, 12, 10],
+                 segmentation=dict(size=rle['size'], counts=rle['counts'].decode())),
+            dict(id=1002, image_id=ids[1], category_id=2, iscrowd=0, area=0.0,
+                 bbox=[10, 10, 0, 0], segmentation=[[10, 10, 10, 10, 10, 10]]),
+            dict(id=1003, image_id=ids[1], category_id=2, iscrowd=0, area=100.0,
+                 bbox=[500, 500, 10, 10],
+                 segmentation=[[500, 500, 510, 500, 510, 510, 500, 510]]),
+            dict(id=1004, image_id=ids[1], category_id=3, iscrowd=0, area=200.0,
+                 bbox=[-10, 20, 20, 20],
+                 segmentation=[[-10, 20, 10, 20, 10, 40, -10, 40]]),
+        ]
+        data['annotations'] = anns  # ids[2]: no annotation at all
+    dataset = build(source, write(source, tmp_path, edit), filter_cfg=None)
+    samples = [dataset[i] for i in range(len(dataset))]
+    by_id = {s['data_samples'].img_id: s['data_samples'] for s in samples}
+    ids = sorted(by_id)
+    assert len(by_id[ids[0]].gt_instances) == 0
+    assert len(by_id[ids[0]].ignored_instances) == 1       # the crowd region
+    assert len(by_id[ids[1]].gt_instances) == 1            # only the half-outside box
+    assert by_id[ids[1]].gt_instances.labels.tolist() == [2]
+    assert len(by_id[ids[2]].gt_instances) == 0            # the empty image
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_cfg())
+    model.train()
+    data = model.data_preprocessor(pseudo_collate(samples), True)
+    losses = model.loss(data['inputs'], data['data_samples'])
+    assert set(losses) == set(LOSSES)
+    total = sum(losses.values())
+    assert torch.isfinite(total), losses
+    total.backward()
