@@ -1,4 +1,5 @@
 """Training-loop parts: hooks that keep a run resumable and stop it on bad numbers."""
 from .hooks import CrashSafeCheckpointHook, NonFiniteLossHook
+from .optimizers import SkipNonFiniteOptimWrapper
 
-__all__ = ['CrashSafeCheckpointHook', 'NonFiniteLossHook']
+__all__ = ['CrashSafeCheckpointHook', 'NonFiniteLossHook', 'SkipNonFiniteOptimWrapper']

@@ -37,7 +37,10 @@ class DropoutToy(BaseModel):
     def forward(self, inputs, labels=None, mode='tensor'):
         out = self.linear(self.dropout(inputs)).squeeze(-1)  # (B, )
         if mode == 'loss':
-            return dict(loss=((out - labels)**2).mean())
+            loss = ((out - labels)**2).mean()
+            if getattr(self, 'poison', False):  # set by a test: a NaN loss
+                loss = loss * float('nan')
+            return dict(loss=loss)
         return out
 
 
@@ -62,7 +65,7 @@ def toy_dataset(n=40):
 
 def build_runner(work_dir, loss_log, max_iters, resume=False,
                  hook='CrashSafeCheckpointHook', ballast=0, lr=0.01,
-                 extra_hooks=(), **hook_kwargs):
+                 extra_hooks=(), optim_wrapper=None, **hook_kwargs):
     return Runner(
         model=DropoutToy(ballast),
         work_dir=str(work_dir),
@@ -70,7 +73,8 @@ def build_runner(work_dir, loss_log, max_iters, resume=False,
             dataset=toy_dataset(), batch_size=4, num_workers=0,
             sampler=dict(type='InfiniteSampler', shuffle=True),
             collate_fn=dict(type='default_collate')),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=lr, momentum=0.9)),
+        optim_wrapper=dict(optimizer=dict(type='SGD', lr=lr, momentum=0.9),
+                           **(optim_wrapper or {})),
         param_scheduler=dict(type='MultiStepLR', by_epoch=False,
                              milestones=[3], end=1000),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),

@@ -7,7 +7,9 @@ therefore trains on, writes NaN checkpoints and exits 0. This subclass checks ev
 iteration by default, names each non-finite loss with its value and the iteration, and
 runs before :class:`~mmengine.hooks.CheckpointHook` in the same iteration (priority
 ``ABOVE_NORMAL`` against ``VERY_LOW``), so no checkpoint with NaN weights is written:
-the last checkpoint on disk is the last good one.
+the last checkpoint on disk is the last good one. To skip such steps instead, use
+``optim_wrapper=dict(type='SkipNonFiniteOptimWrapper', max_skips=N, ...)``
+(:mod:`mmcentermask.engine.optimizers`); this hook then leaves the decision to it.
 """
 import math
 from typing import Optional
@@ -38,6 +40,9 @@ class NonFiniteLossHook(CheckInvalidLossHook):
                          outputs: Optional[dict] = None) -> None:
         if not outputs or not self.every_n_train_iters(runner, self.interval):
             return
+        from mmcentermask.engine.optimizers import SkipNonFiniteOptimWrapper
+        if isinstance(runner.optim_wrapper, SkipNonFiniteOptimWrapper):
+            return  # the wrapper skipped the update and counts
         bad = {}
         for name, value in outputs.items():
             if isinstance(value, torch.Tensor):
