@@ -13,18 +13,16 @@ pictures really written; the exit code is 1 when none (or not all readable
 inputs) were written, or when a single input file is not a readable image.
 """
 import argparse
-import io
 import os
 import os.path as osp
 import sys
-from typing import List, Optional, Tuple, Union
+from typing import List, Tuple, Union
 
-import cv2
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mmcentermask  # noqa: E402,F401
+from mmcentermask.utils.image_check import unreadable_reason  # noqa: E402
 
 VIDEO_EXTS = ('.mp4', '.avi', '.mov', '.mkv', '.webm')
 # Extensions OpenCV can write the drawn picture under (the output keeps the name).
@@ -45,37 +43,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--frame-step', type=int, default=10,
                         help='for videos: draw every N-th frame')
     return parser.parse_args()
-
-
-def unreadable_reason(path: str) -> Optional[str]:
-    """Why ``path`` is not an image the model can read, or ``None`` if it is.
-
-    Decodes with OpenCV (what the test pipeline uses) and, for formats Pillow
-    knows, loads the file with Pillow too, which notices truncated files that
-    OpenCV decodes with a grey bottom and only a console warning.
-    """
-    try:
-        data = open(path, 'rb').read()
-    except OSError as error:
-        return f'cannot be read ({error.strerror})'
-    if not data:
-        return 'empty file (0 bytes)'
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    try:
-        pil = Image.open(io.BytesIO(data))
-    except UnidentifiedImageError:
-        pil = None  # not a format Pillow knows; OpenCV decides alone
-    if pil is not None:
-        try:
-            pil.load()
-        except (OSError, SyntaxError, ValueError) as error:
-            return (f'truncated or corrupt {pil.format} image '
-                    f'({len(data)} bytes: {error})')
-        finally:
-            pil.close()
-    if img is None or img.size == 0:
-        return f'not an image OpenCV can decode ({len(data)} bytes)'
-    return None
 
 
 def collect_images(path: str) -> Tuple[List[str], List[Tuple[str, str]]]:

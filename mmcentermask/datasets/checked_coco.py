@@ -20,7 +20,10 @@ loads the annotation file (once, before training; linear in the number of annota
   contours of the decoded bitmap) when the pipeline loads masks with
   ``LoadAnnotations(poly2mask=False)``, which otherwise ignores every RLE instance;
 * **images whose every annotation is invalid** are counted in the warning;
-* **a training set with no usable image** stops with one line saying why.
+* **a training set with no usable image** stops with one line saying why;
+* **an image file that cannot be decoded** (empty, truncated, not an image), met when a
+  sample is loaded, raises ``ValueError`` naming the file and the reason (MMCV alone
+  gives an unnamed ``cv2.error`` for an empty file).
 """
 import difflib
 import json
@@ -35,6 +38,8 @@ from mmdet.datasets.transforms import LoadAnnotations
 from mmdet.registry import DATASETS
 from mmengine.logging import print_log
 from pycocotools import mask as mask_utils
+
+from mmcentermask.utils.image_check import unreadable_reason
 
 
 class CheckedCOCO(COCO):
@@ -210,3 +215,15 @@ class CheckedCocoDataset(CocoDataset):
                 'annotations of these classes with boxes of at least 1x1 px, and that '
                 'filter_cfg.min_size is not larger than the images.')
         return data_list
+
+    def prepare_data(self, idx):
+        try:
+            return super().prepare_data(idx)
+        except Exception as error:
+            path = self.get_data_info(idx).get('img_path')
+            reason = unreadable_reason(path) if isinstance(path, str) else None
+            if reason is None:
+                raise
+            raise ValueError(f'Image {path} (in {self.ann_file}) cannot be read: '
+                             f'{reason}. Replace the file or remove the image from the '
+                             'annotation file.') from error

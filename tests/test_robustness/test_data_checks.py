@@ -231,3 +231,20 @@ def test_training_step_on_crowd_rle_odd_boxes_and_an_empty_image(source, tmp_pat
     total = sum(losses.values())
     assert torch.isfinite(total), losses
     total.backward()
+
+
+@pytest.mark.parametrize('kind,reason', [('empty', r'empty file \(0 bytes\)'),
+                                         ('truncated', 'truncated or corrupt PNG')])
+def test_unreadable_image_in_the_dataset_is_named(source, tmp_path, kind, reason):
+    root = tmp_path / 'root'
+    shutil.copytree(source, root)
+    data = json.loads((root / 'annotations/train.json').read_text())
+    image = root / 'train' / data['images'][0]['file_name']
+    image.write_bytes(b'' if kind == 'empty' else image.read_bytes()[:200])
+    dataset = build(root, str(root / 'annotations/train.json'))
+    index = next(i for i in range(len(dataset))
+                 if dataset.get_data_info(i)['img_path'] == str(image))
+    with pytest.raises(ValueError, match=reason) as info:
+        dataset[index]
+    assert str(image) in str(info.value)
+

@@ -14,9 +14,20 @@ from mmdet.utils import register_all_modules
 from mmengine.config import Config
 
 from conftest import REPO_ROOT
+from mmcentermask.utils.image_check import unreadable_reason
 
-sys.path.insert(0, osp.join(REPO_ROOT, 'tools'))
-from demo import collect_images, unreadable_reason  # noqa: E402
+
+def _load_demo():
+    """tools/demo.py as a module (tools/ is not a package; keep it off sys.path)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'mmcentermask_demo_tool', osp.join(REPO_ROOT, 'tools', 'demo.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+collect_images = _load_demo().collect_images
 
 TINY = """
 _base_ = {base!r}
