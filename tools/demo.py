@@ -26,9 +26,9 @@ from mmcentermask.utils.image_check import unreadable_reason  # noqa: E402
 
 VIDEO_EXTS = ('.mp4', '.avi', '.mov', '.mkv', '.webm')
 # Extensions OpenCV can write the drawn picture under (the output keeps the name).
-WRITABLE_EXTS = ('.jpg', '.jpeg', '.jpe', '.png', '.bmp', '.dib', '.tif', '.tiff',
-                 '.webp', '.jp2', '.pbm', '.pgm', '.ppm', '.pxm', '.pnm', '.sr',
-                 '.ras', '.exr', '.hdr', '.pic')
+WRITABLE_EXTS = ('.jpg', '.jpeg', '.jpe', '.png', '.bmp', '.dib', '.tif',
+                 '.tiff', '.webp', '.jp2', '.pbm', '.pgm', '.ppm', '.pxm',
+                 '.pnm', '.sr', '.ras', '.exr', '.hdr', '.pic')
 
 
 def parse_args() -> argparse.Namespace:
@@ -37,11 +37,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('config', help='model config file')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--out-dir', default='outputs/demo')
-    parser.add_argument('--score-thr', type=float, default=0.3,
-                        help='draw detections with a score at least this')
+    parser.add_argument(
+        '--score-thr',
+        type=float,
+        default=0.3,
+        help='draw detections with a score at least this')
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--frame-step', type=int, default=10,
-                        help='for videos: draw every N-th frame')
+    parser.add_argument(
+        '--frame-step',
+        type=int,
+        default=10,
+        help='for videos: draw every N-th frame')
     return parser.parse_args()
 
 
@@ -53,8 +59,9 @@ def collect_images(path: str) -> Tuple[List[str], List[Tuple[str, str]]]:
     by extension.
     """
     if osp.isdir(path):
-        files = sorted(osp.join(path, name) for name in os.listdir(path)
-                       if osp.isfile(osp.join(path, name)))
+        files = sorted(
+            osp.join(path, name) for name in os.listdir(path)
+            if osp.isfile(osp.join(path, name)))
     else:
         files = [path]
     images, skipped = [], []
@@ -65,8 +72,9 @@ def collect_images(path: str) -> Tuple[List[str], List[Tuple[str, str]]]:
         reason = unreadable_reason(file)
         ext = osp.splitext(file)[1].lower()
         if reason is None and ext not in WRITABLE_EXTS:
-            reason = (f'an image, but the picture cannot be written under its '
-                      f'extension {ext or "(none)"!r}; rename it to .png or .jpg')
+            reason = (
+                f'an image, but the picture cannot be written under its '
+                f'extension {ext or "(none)"!r}; rename it to .png or .jpg')
         if reason is None:
             images.append(file)
         else:
@@ -90,8 +98,9 @@ def main() -> int:
         raise FileNotFoundError(f'demo input {args.input} does not exist')
     skipped: List[Tuple[str, str]] = []
     if osp.isfile(args.input) and args.input.lower().endswith(VIDEO_EXTS):
-        inputs: Union[List[str], List[np.ndarray]] = load_video(
-            args.input, args.frame_step)
+        inputs: Union[List[str],
+                      List[np.ndarray]] = load_video(args.input,
+                                                     args.frame_step)
         expected = None
     else:
         inputs, skipped = collect_images(args.input)
@@ -101,28 +110,36 @@ def main() -> int:
         if not inputs:
             what = 'folder has no readable image' if osp.isdir(
                 args.input) else 'file is not a readable image'
-            print(f'error: {args.input}: the {what}; nothing was drawn.',
-                  file=sys.stderr)
+            print(
+                f'error: {args.input}: the {what}; nothing was drawn.',
+                file=sys.stderr)
             return 1
     from mmdet.apis import DetInferencer
-    inferencer = DetInferencer(model=args.config, weights=args.checkpoint,
-                               device=args.device, show_progress=True)
+    inferencer = DetInferencer(
+        model=args.config,
+        weights=args.checkpoint,
+        device=args.device,
+        show_progress=True)
     os.makedirs(args.out_dir, exist_ok=True)
     vis_dir = osp.join(args.out_dir, 'vis')
     before = set(os.listdir(vis_dir)) if osp.isdir(vis_dir) else set()
-    inferencer(inputs, out_dir=args.out_dir, pred_score_thr=args.score_thr,
-               no_save_pred=False)
+    inferencer(
+        inputs,
+        out_dir=args.out_dir,
+        pred_score_thr=args.score_thr,
+        no_save_pred=False)
     if expected is None:  # video frames: the inferencer names them
-        written = sorted(set(os.listdir(vis_dir)) - before) if osp.isdir(
-            vis_dir) else []
+        written = sorted(set(os.listdir(vis_dir)) -
+                         before) if osp.isdir(vis_dir) else []
     else:
         written = [n for n in expected if osp.isfile(osp.join(vis_dir, n))]
-    print(f'{len(written)} pictures written to {vis_dir}' +
-          (f'; {len(skipped)} files skipped (listed above)' if skipped else ''))
+    print(f'{len(written)} pictures written to {vis_dir}' + (
+        f'; {len(skipped)} files skipped (listed above)' if skipped else ''))
     missing = [] if expected is None else sorted(set(expected) - set(written))
     if missing or not written:
-        print(f'error: no picture was written for {missing or args.input}',
-              file=sys.stderr)
+        print(
+            f'error: no picture was written for {missing or args.input}',
+            file=sys.stderr)
         return 1
     return 0
 

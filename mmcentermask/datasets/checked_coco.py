@@ -63,15 +63,18 @@ class CheckedCOCO(COCO):
             if missing:
                 hints = []
                 for name in missing:
-                    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-                    hints.append(f'{name!r}' + (f' (did you mean {", ".join(map(repr, close))}?)'
-                                                if close else ''))
+                    close = difflib.get_close_matches(
+                        name, known, n=3, cutoff=0.6)
+                    hints.append(f'{name!r}' + (
+                        f' (did you mean {", ".join(map(repr, close))}?)'
+                        if close else ''))
                 raise ValueError(
                     f'metainfo.classes names {len(missing)} class(es) that annotation file '
                     f'{self.annotation_file} does not have: {"; ".join(hints)}. Its '
                     f'categories are: {", ".join(map(repr, known))}. Fix the names in the '
                     'config (metainfo=dict(classes=...)); a name that is not in the file '
-                    'would drop that class and shift the labels of the others.')
+                    'would drop that class and shift the labels of the others.'
+                )
         return super().get_cat_ids(cat_names, sup_names, cat_ids)
 
 
@@ -80,8 +83,11 @@ def _rle_to_polygons(rle: dict) -> List[List[float]]:
     if isinstance(rle.get('counts'), list):
         rle = mask_utils.frPyObjects(rle, *rle['size'])
     bitmap = np.ascontiguousarray(mask_utils.decode(rle).astype(np.uint8))
-    contours, _ = cv2.findContours(bitmap, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
-    return [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3]
+    contours, _ = cv2.findContours(bitmap, cv2.RETR_CCOMP,
+                                   cv2.CHAIN_APPROX_NONE)
+    return [
+        c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3
+    ]
 
 
 @DATASETS.register_module()
@@ -100,8 +106,11 @@ class CheckedCocoDataset(CocoDataset):
     """
     COCOAPI = CheckedCOCO
 
-    def __init__(self, *args, unknown_categories: str = 'warn',
-                 rle_to_polygons=None, **kwargs) -> None:
+    def __init__(self,
+                 *args,
+                 unknown_categories: str = 'warn',
+                 rle_to_polygons=None,
+                 **kwargs) -> None:
         if unknown_categories not in ('warn', 'error'):
             raise ValueError(f"unknown_categories must be 'warn' or 'error', "
                              f'got {unknown_categories!r}')
@@ -113,8 +122,9 @@ class CheckedCocoDataset(CocoDataset):
         if self._rle_to_polygons is not None:
             return self._rle_to_polygons
         transforms: Sequence = getattr(self.pipeline, 'transforms', [])
-        return any(isinstance(t, LoadAnnotations) and t.with_mask and not t.poly2mask
-                   for t in transforms)
+        return any(
+            isinstance(t, LoadAnnotations) and t.with_mask and not t.poly2mask
+            for t in transforms)
 
     def load_data_list(self) -> List[dict]:
         self.stats = Counter()
@@ -127,7 +137,10 @@ class CheckedCocoDataset(CocoDataset):
     def parse_data_info(self, raw_data_info: dict):
         if self._file_cat_ids is None:  # self.coco exists while data is parsed
             self._file_cat_ids = set(self.coco.getCatIds())
-            self._file_cat_names = {c['id']: c['name'] for c in self.coco.dataset['categories']}
+            self._file_cat_names = {
+                c['id']: c['name']
+                for c in self.coco.dataset['categories']
+            }
         anns, stats = [], self.stats
         for ann in raw_data_info['raw_ann_info']:
             if ann.get('ignore', False):
@@ -141,16 +154,20 @@ class CheckedCocoDataset(CocoDataset):
                     raise ValueError(
                         f'Annotation {ann.get("id")} of image {ann.get("image_id")} in '
                         f'{self.ann_file} has category_id {cat!r}, which the file\'s '
-                        f'categories do not declare ({sorted(self._file_cat_ids)}).')
+                        f'categories do not declare ({sorted(self._file_cat_ids)}).'
+                    )
                 continue
             if cat not in self.cat_ids:
                 stats['category not in classes'] += 1
                 continue
-            if not np.isfinite(np.asarray(ann.get('bbox', []), dtype=float)).all():
+            if not np.isfinite(np.asarray(ann.get('bbox', []),
+                                          dtype=float)).all():
                 stats['non-finite box'] += 1
                 continue
             seg = ann.get('segmentation')
-            if isinstance(seg, dict) and not ann.get('iscrowd', 0) and self._convert_rle:
+            if isinstance(
+                    seg,
+                    dict) and not ann.get('iscrowd', 0) and self._convert_rle:
                 ann = dict(ann, segmentation=_rle_to_polygons(seg))
                 stats['RLE converted'] += 1
                 seg = ann['segmentation']
@@ -182,28 +199,40 @@ class CheckedCocoDataset(CocoDataset):
         stats = self.stats
         parts = []
         if stats['unknown category']:
-            ids = sorted(k[len('unknown id '):] for k in stats if k.startswith('unknown id '))
-            parts.append(f"{stats['unknown category']} annotations with a category_id the "
-                         f"file does not declare (ids {', '.join(ids)}) were dropped")
+            ids = sorted(k[len('unknown id '):] for k in stats
+                         if k.startswith('unknown id '))
+            parts.append(
+                f"{stats['unknown category']} annotations with a category_id the "
+                f"file does not declare (ids {', '.join(ids)}) were dropped")
         if stats['category not in classes']:
-            parts.append(f"{stats['category not in classes']} annotations of categories "
-                         'not in metainfo.classes were not used')
-        for key, text in (('non-finite box', 'annotations with a NaN/infinite box'),
-                          ('non-finite polygon', 'polygons with NaN/infinite coordinates'),
-                          ('polygon with < 3 points', 'polygons with fewer than 3 points'),
-                          ('no polygon left', 'annotations left without a valid polygon')):
+            parts.append(
+                f"{stats['category not in classes']} annotations of categories "
+                'not in metainfo.classes were not used')
+        for key, text in (('non-finite box',
+                           'annotations with a NaN/infinite box'),
+                          ('non-finite polygon',
+                           'polygons with NaN/infinite coordinates'),
+                          ('polygon with < 3 points',
+                           'polygons with fewer than 3 points'),
+                          ('no polygon left',
+                           'annotations left without a valid polygon')):
             if stats[key]:
                 parts.append(f'{stats[key]} {text} were dropped')
         if stats['RLE converted']:
-            parts.append(f"{stats['RLE converted']} RLE masks were converted to polygons "
-                         '(LoadAnnotations(poly2mask=False) would ignore them)')
+            parts.append(
+                f"{stats['RLE converted']} RLE masks were converted to polygons "
+                '(LoadAnnotations(poly2mask=False) would ignore them)')
         if stats['images with no valid annotation']:
-            parts.append(f"{stats['images with no valid annotation']} images have "
-                         'annotations but none valid (empty boxes, unknown categories or '
-                         'invalid masks)')
+            parts.append(
+                f"{stats['images with no valid annotation']} images have "
+                'annotations but none valid (empty boxes, unknown categories or '
+                'invalid masks)')
         if parts:
-            print_log(f'{type(self).__name__} {self.ann_file}: ' + '; '.join(parts) + '.',
-                      logger='current', level=30)
+            print_log(
+                f'{type(self).__name__} {self.ann_file}: ' + '; '.join(parts) +
+                '.',
+                logger='current',
+                level=30)
 
     def filter_data(self) -> List[dict]:
         data_list = super().filter_data()
@@ -224,6 +253,7 @@ class CheckedCocoDataset(CocoDataset):
             reason = unreadable_reason(path) if isinstance(path, str) else None
             if reason is None:
                 raise
-            raise ValueError(f'Image {path} (in {self.ann_file}) cannot be read: '
-                             f'{reason}. Replace the file or remove the image from the '
-                             'annotation file.') from error
+            raise ValueError(
+                f'Image {path} (in {self.ann_file}) cannot be read: '
+                f'{reason}. Replace the file or remove the image from the '
+                'annotation file.') from error

@@ -2,4 +2,6 @@
 from .hooks import CrashSafeCheckpointHook, NonFiniteLossHook
 from .optimizers import SkipNonFiniteOptimWrapper
 
-__all__ = ['CrashSafeCheckpointHook', 'NonFiniteLossHook', 'SkipNonFiniteOptimWrapper']
+__all__ = [
+    'CrashSafeCheckpointHook', 'NonFiniteLossHook', 'SkipNonFiniteOptimWrapper'
+]

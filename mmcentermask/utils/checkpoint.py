@@ -41,7 +41,6 @@ MapLocation = Optional[Union[str, torch.device, Callable]]
 #: Environment variable that lets local checkpoints be fully unpickled.
 TRUST_ENV = 'MMCM_TRUST_CHECKPOINTS'
 
-
 # The statistics HistoryBuffer registers for itself (its class dict fills lazily).
 _HISTORY_BUFFER_STATISTICS = ('min', 'max', 'current', 'mean')
 
@@ -65,11 +64,16 @@ def _history_buffer_getattr(obj: Any, name: str) -> Any:
 def _numpy_globals() -> List[Any]:
     """numpy's array, dtype and scalar reconstructors under this numpy's names."""
     core = getattr(np, '_core', None) or np.core  # numpy 2 renamed np.core
-    names = [core.multiarray._reconstruct, np.ndarray, np.dtype, core.multiarray.scalar]
+    names = [
+        core.multiarray._reconstruct, np.ndarray, np.dtype,
+        core.multiarray.scalar
+    ]
     # numpy >= 1.25 may pickle dtypes by their class (numpy.dtypes.Float32DType, ...)
     dtypes = getattr(np, 'dtypes', None)
     if dtypes is not None:
-        names += [getattr(dtypes, n) for n in dir(dtypes) if n.endswith('DType')]
+        names += [
+            getattr(dtypes, n) for n in dir(dtypes) if n.endswith('DType')
+        ]
     return names
 
 
@@ -94,7 +98,8 @@ class CheckpointReadError(pickle.UnpicklingError):
 
 def trust_from_env() -> bool:
     """Whether ``MMCM_TRUST_CHECKPOINTS`` is set to a true value (1, true, yes)."""
-    return os.environ.get(TRUST_ENV, '').strip().lower() in ('1', 'true', 'yes')
+    return os.environ.get(TRUST_ENV,
+                          '').strip().lower() in ('1', 'true', 'yes')
 
 
 def load_local_checkpoint(filename: str,
@@ -125,9 +130,11 @@ def load_local_checkpoint(filename: str,
         trusted = trust_from_env()
     try:
         if trusted:
-            return torch.load(filename, map_location=map_location, weights_only=False)
+            return torch.load(
+                filename, map_location=map_location, weights_only=False)
         with torch.serialization.safe_globals(MMENGINE_SAFE_GLOBALS):
-            return torch.load(filename, map_location=map_location, weights_only=True)
+            return torch.load(
+                filename, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises many types for unreadable files
         raise _explain(filename, error, trusted) from error
 
@@ -159,7 +166,8 @@ def _explain(filename: str, error: Exception, trusted: bool) -> Exception:
 
 def _detail(text: str) -> str:
     """The informative line of a torch.load error (torch wraps it in boilerplate)."""
-    boiler = ('Weights only load failed', 'Please file an issue', 'Check the documentation')
+    boiler = ('Weights only load failed', 'Please file an issue',
+              'Check the documentation')
     for line in text.splitlines():
         line = line.strip()
         if line and not line.startswith(boiler):

@@ -35,7 +35,8 @@ _SOURCES = (
     (('backbone.bottom_up.', 'proposal_generator.', 'roi_heads.mask_head.',
       'roi_heads.maskiou_head.'),
      'an unconverted centermask2 (detectron2) CenterMask checkpoint: convert it with '
-     '`python tools/model_converters/centermask2_to_mmdet.py SRC DST --config CONFIG`'),
+     '`python tools/model_converters/centermask2_to_mmdet.py SRC DST --config CONFIG`'
+     ),
     (('module.backbone.body.', 'backbone.body.', 'module.rpn.', 'rpn.head.'),
      'an unconverted maskrcnn-benchmark CenterMask checkpoint: convert it with '
      '`python tools/model_converters/maskrcnn_benchmark_to_mmdet.py SRC DST --config '
@@ -43,7 +44,8 @@ _SOURCES = (
     (('stem.stem_', 'stage2.OSA', 'stages.0.blocks.', 'head.fc.'),
      'unconverted ImageNet VoVNet weights (centermask2, maskrcnn-benchmark or timm '
      'layout): convert them with `python tools/model_converters/vovnet2mmdet.py SRC DST '
-     '--arch ARCH` and use them as backbone init_cfg=dict(type=\'Pretrained\', ...)'),
+     '--arch ARCH` and use them as backbone init_cfg=dict(type=\'Pretrained\', ...)'
+     ),
 )
 
 
@@ -64,8 +66,9 @@ def min_match_from_env() -> float:
     except ValueError:
         fraction = math.nan
     if not 0 <= fraction <= 1:
-        raise ValueError(f'{MIN_MATCH_ENV}={value!r}: give a fraction in [0, 1] '
-                         f'(0 switches the check off; default {DEFAULT_MIN_MATCH})')
+        raise ValueError(
+            f'{MIN_MATCH_ENV}={value!r}: give a fraction in [0, 1] '
+            f'(0 switches the check off; default {DEFAULT_MIN_MATCH})')
     return fraction
 
 
@@ -77,13 +80,17 @@ def _examples(keys: List[str], n: int = 3) -> str:
 def likely_source(keys) -> Optional[str]:
     """The converter hint for checkpoint ``keys`` that look like an authors' file."""
     for patterns, hint in _SOURCES:
-        if any(k.startswith(patterns) or any(p in k for p in patterns) for k in keys):
+        if any(
+                k.startswith(patterns) or any(p in k for p in patterns)
+                for k in keys):
             return hint
     return None
 
 
-def check_state_dict(module: nn.Module, state_dict: Dict[str, torch.Tensor],
-                     prefix: str = '', min_match: Optional[float] = None) -> None:
+def check_state_dict(module: nn.Module,
+                     state_dict: Dict[str, torch.Tensor],
+                     prefix: str = '',
+                     min_match: Optional[float] = None) -> None:
     """Raise if ``state_dict`` (keys under ``prefix``) mostly does not fit ``module``.
 
     Args:
@@ -99,8 +106,11 @@ def check_state_dict(module: nn.Module, state_dict: Dict[str, torch.Tensor],
     """
     if min_match is None:
         min_match = min_match_from_env()
-    own = {prefix + k: v for k, v in module.state_dict().items()
-           if not k.endswith('num_batches_tracked')}
+    own = {
+        prefix + k: v
+        for k, v in module.state_dict().items()
+        if not k.endswith('num_batches_tracked')
+    }
     theirs = {k: v for k, v in state_dict.items() if k.startswith(prefix)}
     matched, shape_mismatch, bad = [], [], []
     for key, value in own.items():
@@ -108,7 +118,8 @@ def check_state_dict(module: nn.Module, state_dict: Dict[str, torch.Tensor],
         if not isinstance(other, torch.Tensor):
             continue
         if tuple(other.shape) != tuple(value.shape):
-            shape_mismatch.append(f'{key} {tuple(other.shape)} vs {tuple(value.shape)}')
+            shape_mismatch.append(
+                f'{key} {tuple(other.shape)} vs {tuple(value.shape)}')
             continue
         matched.append(key)
         if other.is_floating_point() and not torch.isfinite(other).all():
@@ -123,8 +134,10 @@ def check_state_dict(module: nn.Module, state_dict: Dict[str, torch.Tensor],
     if not own or len(matched) >= min_match * len(own):
         return
     missing = [k for k in own if k not in theirs]
-    unexpected = [k for k in theirs if k not in own and
-                  not k.endswith('num_batches_tracked')]
+    unexpected = [
+        k for k in theirs
+        if k not in own and not k.endswith('num_batches_tracked')
+    ]
     cause = likely_source(list(theirs)) or (
         'a checkpoint of another model or architecture (check the config and the '
         'checkpoint belong together)')

@@ -14,8 +14,13 @@ class RawLossLogHook(Hook):
     def __init__(self, path):
         self.path = path
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
-        values = ' '.join(f'{k}={float(v).hex()}' for k, v in sorted(outputs.items()))
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
+                         outputs=None):
+        values = ' '.join(f'{k}={float(v).hex()}'
+                          for k, v in sorted(outputs.items()))
         with open(self.path, 'a') as f:
             f.write(f'{runner.iter + 1}\t{values}\tend\n')
 

@@ -15,9 +15,11 @@ def build_with(part, key, value):
 
 
 @pytest.mark.parametrize('part,key,value,match', [
-    ('rcnn', 'mask_thr_binary', None, r"test_cfg.rcnn has no 'mask_thr_binary'.*"
-                                      r"model.test_cfg.rcnn.mask_thr_binary, e.g. 0.5"),
-    ('rcnn', 'mask_thr_binary', 50, r'mask_thr_binary=50 must be a probability'),
+    ('rcnn', 'mask_thr_binary', None,
+     r"test_cfg.rcnn has no 'mask_thr_binary'.*"
+     r"model.test_cfg.rcnn.mask_thr_binary, e.g. 0.5"),
+    ('rcnn', 'mask_thr_binary', 50,
+     r'mask_thr_binary=50 must be a probability'),
     ('fcos', 'nms', None, r"test_cfg.fcos has no 'nms'"),
     ('fcos', 'max_per_img', None, r"test_cfg.fcos has no 'max_per_img'"),
     ('fcos', 'max_per_img', 0, r'max_per_img=0 must be a positive integer'),

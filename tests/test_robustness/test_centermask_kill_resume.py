@@ -14,8 +14,9 @@ from conftest import REPO_ROOT
 from loss_log_hook import read
 
 HERE = osp.dirname(osp.abspath(__file__))
-QUICK_START = osp.join(REPO_ROOT, 'configs/centermask/'
-                       'centermask-lite_vovnet-v2-19-slim-dw_fpn-64_1xb8-1600i_shapes.py')
+QUICK_START = osp.join(
+    REPO_ROOT, 'configs/centermask/'
+    'centermask-lite_vovnet-v2-19-slim-dw_fpn-64_1xb8-1600i_shapes.py')
 CONFIG = """
 _base_ = {base!r}
 custom_imports = dict(imports=['mmcentermask', 'loss_log_hook'],
@@ -55,7 +56,11 @@ custom_hooks = [dict(type='NumClassCheckHook'), dict(type='NonFiniteLossHook'),
 
 
 def env():
-    e = {k: v for k, v in os.environ.items() if k != 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'}
+    e = {
+        k: v
+        for k, v in os.environ.items()
+        if k != 'TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD'
+    }
     e['PYTHONPATH'] = HERE + os.pathsep + e.get('PYTHONPATH', '')
     e['OMP_NUM_THREADS'] = '1'
     return e
@@ -63,22 +68,32 @@ def env():
 
 def write_config(tmp_path, data_root, name, log, iters=6):
     path = tmp_path / f'{name}.py'
-    path.write_text(CONFIG.format(base=QUICK_START, data_root=str(data_root),
-                                  iters=iters, log=str(log)))
+    path.write_text(
+        CONFIG.format(
+            base=QUICK_START,
+            data_root=str(data_root),
+            iters=iters,
+            log=str(log)))
     return str(path)
 
 
 def train(config, work_dir, *extra):
-    return subprocess.Popen(
-        [sys.executable, 'tools/train.py', config, '--work-dir', str(work_dir), *extra],
-        cwd=REPO_ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True)
+    return subprocess.Popen([
+        sys.executable, 'tools/train.py', config, '--work-dir',
+        str(work_dir), *extra
+    ],
+                            cwd=REPO_ROOT,
+                            env=env(),
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT,
+                            text=True)
 
 
 @pytest.mark.slow
 def test_kill_and_resume_gives_the_uninterrupted_losses(tiny_coco, tmp_path):
     ref_log = tmp_path / 'reference.txt'
-    proc = train(write_config(tmp_path, tiny_coco, 'ref', ref_log), tmp_path / 'ref')
+    proc = train(
+        write_config(tmp_path, tiny_coco, 'ref', ref_log), tmp_path / 'ref')
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out[-4000:]
     reference = read(ref_log)
@@ -116,10 +131,18 @@ def test_killed_process_ends_a_two_process_run(tiny_coco, tmp_path):
     config = write_config(tmp_path, tiny_coco, 'dist', log, iters=400)
     port = str(29500 + os.getpid() % 1000)
     proc = subprocess.Popen(
-        ['bash', 'tools/dist_train.sh', config, '2', '--work-dir', str(tmp_path / 'w')],
-        cwd=REPO_ROOT, env={**env(), 'PORT': port,
-                            'PATH': osp.dirname(sys.executable) + ':' + os.environ['PATH']},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            'bash', 'tools/dist_train.sh', config, '2', '--work-dir',
+            str(tmp_path / 'w')
+        ],
+        cwd=REPO_ROOT,
+        env={
+            **env(), 'PORT': port,
+            'PATH': osp.dirname(sys.executable) + ':' + os.environ['PATH']
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
         start_new_session=True)
     try:
         deadline = time.monotonic() + 600
@@ -128,10 +151,12 @@ def test_killed_process_ends_a_two_process_run(tiny_coco, tmp_path):
             assert time.monotonic() < deadline
             time.sleep(0.05)
         # the second worker: a child of torchrun running train.py, not rank 0's
-        children = subprocess.run(['pgrep', '-P', str(proc.pid)], capture_output=True,
+        children = subprocess.run(['pgrep', '-P', str(proc.pid)],
+                                  capture_output=True,
                                   text=True).stdout.split()
         torchrun = children[0]
-        workers = subprocess.run(['pgrep', '-P', torchrun], capture_output=True,
+        workers = subprocess.run(['pgrep', '-P', torchrun],
+                                 capture_output=True,
                                  text=True).stdout.split()
         assert len(workers) == 2, workers
         os.kill(int(max(workers, key=int)), signal.SIGKILL)
@@ -139,8 +164,10 @@ def test_killed_process_ends_a_two_process_run(tiny_coco, tmp_path):
         out, _ = proc.communicate(timeout=180)  # no hang: the run ends
         assert proc.returncode != 0
         assert time.monotonic() - start < 180
-        assert 'SIGKILL' in out or 'Signal 9' in out or 'exitcode  : -9' in out, out[-3000:]
-        assert osp.isfile((tmp_path / 'w' / 'last_checkpoint').read_text().strip())
+        assert 'SIGKILL' in out or 'Signal 9' in out or 'exitcode  : -9' in out, out[
+            -3000:]
+        assert osp.isfile(
+            (tmp_path / 'w' / 'last_checkpoint').read_text().strip())
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -42,16 +42,26 @@ def test_resume_gives_the_losses_of_an_uninterrupted_run(reference, tmp_path):
     train(tmp_path / 'work', tmp_path / 'a.txt', 4)
     losses = train(tmp_path / 'work', tmp_path / 'b.txt', 8, resume=True)
     assert sorted(losses) == [5, 6, 7, 8]
-    assert {i: v[0] for i, v in losses.items()} == {
-        i: reference[i] for i in (5, 6, 7, 8)}
+    assert {
+        i: v[0]
+        for i, v in losses.items()
+    } == {
+        i: reference[i]
+        for i in (5, 6, 7, 8)
+    }
 
 
 def test_stock_hook_resume_draws_other_random_numbers(reference, tmp_path):
     """Why the hook stores torch's generator: MMEngine re-seeds it on resume."""
     train(tmp_path / 'work', tmp_path / 'a.txt', 4, hook='CheckpointHook')
-    losses = train(tmp_path / 'work', tmp_path / 'b.txt', 8, resume=True,
-                   hook='CheckpointHook')
-    assert [losses[i][0] for i in (5, 6, 7, 8)] != [reference[i] for i in (5, 6, 7, 8)]
+    losses = train(
+        tmp_path / 'work',
+        tmp_path / 'b.txt',
+        8,
+        resume=True,
+        hook='CheckpointHook')
+    assert [losses[i][0]
+            for i in (5, 6, 7, 8)] != [reference[i] for i in (5, 6, 7, 8)]
 
 
 class Crash(Exception):
@@ -64,7 +74,8 @@ def crash_on_third_write(monkeypatch):
     count = {'writes': 0}
 
     def half_put(self, obj, filepath):
-        if str(filepath).endswith('.pth') or str(filepath).endswith('.pth.tmp'):
+        if str(filepath).endswith('.pth') or str(filepath).endswith(
+                '.pth.tmp'):
             count['writes'] += 1
             if count['writes'] == 3:
                 with open(filepath, 'wb') as f:
@@ -75,7 +86,8 @@ def crash_on_third_write(monkeypatch):
     monkeypatch.setattr(LocalBackend, 'put', half_put)
 
 
-def test_crash_mid_save_leaves_the_previous_checkpoint(reference, tmp_path, monkeypatch):
+def test_crash_mid_save_leaves_the_previous_checkpoint(reference, tmp_path,
+                                                       monkeypatch):
     work = tmp_path / 'work'
     crash_on_third_write(monkeypatch)
     with pytest.raises(Crash):
@@ -87,14 +99,21 @@ def test_crash_mid_save_leaves_the_previous_checkpoint(reference, tmp_path, monk
     assert (work / '.iter_3.pth.tmp').exists()  # the torn write, never renamed
     losses = train(work, tmp_path / 'b.txt', 8, resume=True)
     assert not (work / '.iter_3.pth.tmp').exists()
-    assert {i: v[0] for i, v in losses.items()} == {
-        i: reference[i] for i in range(3, 9)}
+    assert {
+        i: v[0]
+        for i, v in losses.items()
+    } == {
+        i: reference[i]
+        for i in range(3, 9)
+    }
     assert sorted(os.listdir(work / '')) == sorted(
         [p for p in os.listdir(work) if not p.endswith('.tmp')])
-    assert [p for p in os.listdir(work) if p.endswith('.pth')] == ['iter_8.pth']
+    assert [p for p in os.listdir(work)
+            if p.endswith('.pth')] == ['iter_8.pth']
 
 
-def test_stock_hook_loses_every_checkpoint_on_the_same_crash(tmp_path, monkeypatch):
+def test_stock_hook_loses_every_checkpoint_on_the_same_crash(
+        tmp_path, monkeypatch):
     """The MMEngine 0.10.7 behaviour this hook exists for."""
     work = tmp_path / 'work'
     crash_on_third_write(monkeypatch)
@@ -126,10 +145,19 @@ def test_kill_9_at_random_moments_never_loses_the_resumable_state(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS='1')
 
     def start(work, log, resume):
-        cmd = [sys.executable, script, str(work), str(log), str(iters),
-               '--ballast', str(ballast)] + (['--resume'] if resume else [])
-        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
+        cmd = [
+            sys.executable, script,
+            str(work),
+            str(log),
+            str(iters), '--ballast',
+            str(ballast)
+        ] + (['--resume'] if resume else [])
+        return subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True)
 
     ref_log = tmp_path / 'reference.txt'
     proc = start(tmp_path / 'reference', ref_log, False)
@@ -146,7 +174,8 @@ def test_kill_9_at_random_moments_never_loses_the_resumable_state(tmp_path):
         proc = start(work, log, resume=k > 0)
         # Kill once this process trains (its first loss is logged), a random
         # 0-1.5 s later: within the next few iterations, mostly during a save.
-        assert wait_for_lines(log, 1, proc, timeout=120), proc.stderr.read()[-3000:]
+        assert wait_for_lines(
+            log, 1, proc, timeout=120), proc.stderr.read()[-3000:]
         time.sleep(rng.uniform(0.0, 1.5))
         if proc.poll() is not None:
             break  # reached the end before the kill
@@ -162,7 +191,8 @@ def test_kill_9_at_random_moments_never_loses_the_resumable_state(tmp_path):
     logs.append(log)
     proc = start(work, log, resume=True)
     assert proc.wait(timeout=300) == 0, proc.stderr.read()[-3000:]
-    assert load_local_checkpoint(last_checkpoint(work))['meta']['iter'] == iters
+    assert load_local_checkpoint(
+        last_checkpoint(work))['meta']['iter'] == iters
     seen = set()
     for path in logs:
         for i, values in read_losses(path).items():

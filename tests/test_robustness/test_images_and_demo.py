@@ -47,8 +47,9 @@ test_pipeline = [
                                           'img_shape', 'scale_factor'))]
 test_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 """
-QUICK_START = osp.join(REPO_ROOT, 'configs/centermask/'
-                       'centermask-lite_vovnet-v2-19-slim-dw_fpn-64_1xb8-1600i_shapes.py')
+QUICK_START = osp.join(
+    REPO_ROOT, 'configs/centermask/'
+    'centermask-lite_vovnet-v2-19-slim-dw_fpn-64_1xb8-1600i_shapes.py')
 
 
 def shapes_image(h, w, channels=3, dtype=np.uint8, seed=0):
@@ -87,12 +88,15 @@ def folder(tmp_path_factory):
 def test_reasons_name_what_is_wrong(folder):
     root, good = folder
     assert unreadable_reason(str(root / 'empty.png')) == 'empty file (0 bytes)'
-    assert unreadable_reason(str(root / 'truncated.png')).startswith('truncated')
-    assert unreadable_reason(str(root / 'notes.txt')).startswith('not an image')
+    assert unreadable_reason(str(root /
+                                 'truncated.png')).startswith('truncated')
+    assert unreadable_reason(str(root /
+                                 'notes.txt')).startswith('not an image')
     images, skipped = collect_images(str(root))
     assert sorted(osp.basename(p) for p in images) == good
     assert sorted(osp.basename(p) for p, _ in skipped) == [
-        'empty.png', 'notes.txt', 'truncated.png']
+        'empty.png', 'notes.txt', 'truncated.png'
+    ]
 
 
 @pytest.fixture(scope='module')
@@ -105,24 +109,34 @@ def tiny_model(tmp_path_factory):
     model = MODELS.build(Config.fromfile(str(config)).model)
     model.init_weights()
     ckpt = root / 'tiny.pth'
-    torch.save({'state_dict': model.state_dict(),
-                'meta': {'dataset_meta': {'classes': ('circle', 'rectangle',
-                                                      'triangle')}}}, ckpt)
+    torch.save(
+        {
+            'state_dict': model.state_dict(),
+            'meta': {
+                'dataset_meta': {
+                    'classes': ('circle', 'rectangle', 'triangle')
+                }
+            }
+        }, ckpt)
     return str(config), str(ckpt)
 
 
 def demo(*args):
-    return subprocess.run([sys.executable, 'tools/demo.py', *args], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run([sys.executable, 'tools/demo.py', *args],
+                          cwd=REPO_ROOT,
+                          capture_output=True,
+                          text=True,
+                          timeout=600)
 
 
 @pytest.mark.slow
-def test_folder_draws_every_readable_file_and_lists_the_rest(folder, tiny_model,
-                                                             tmp_path):
+def test_folder_draws_every_readable_file_and_lists_the_rest(
+        folder, tiny_model, tmp_path):
     root, good = folder
     config, ckpt = tiny_model
-    proc = demo(str(root), config, ckpt, '--out-dir', str(tmp_path / 'out'),
-                '--score-thr', '0.0')
+    proc = demo(
+        str(root), config, ckpt, '--out-dir', str(tmp_path / 'out'),
+        '--score-thr', '0.0')
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert sorted(os.listdir(tmp_path / 'out' / 'vis')) == good
     err = proc.stderr
@@ -138,10 +152,12 @@ def test_folder_draws_every_readable_file_and_lists_the_rest(folder, tiny_model,
 
 
 @pytest.mark.slow
-def test_single_unreadable_file_is_an_error_naming_it(folder, tiny_model, tmp_path):
+def test_single_unreadable_file_is_an_error_naming_it(folder, tiny_model,
+                                                      tmp_path):
     root, _ = folder
     config, ckpt = tiny_model
-    proc = demo(str(root / 'empty.png'), config, ckpt, '--out-dir', str(tmp_path))
+    proc = demo(
+        str(root / 'empty.png'), config, ckpt, '--out-dir', str(tmp_path))
     assert proc.returncode == 1
     assert f'skipped {root / "empty.png"}: empty file (0 bytes)' in proc.stderr
     assert 'the file is not a readable image; nothing was drawn' in proc.stderr

@@ -30,8 +30,10 @@ def untrusted(monkeypatch):
 
 def test_runner_checkpoint_loads_with_its_history_buffers(runner_checkpoint):
     ckpt = CheckpointLoader.load_checkpoint(runner_checkpoint)
-    assert set(ckpt) >= {'meta', 'state_dict', 'message_hub', 'optimizer',
-                         'param_schedulers', 'rng_state'}
+    assert set(ckpt) >= {
+        'meta', 'state_dict', 'message_hub', 'optimizer', 'param_schedulers',
+        'rng_state'
+    }
     loss = ckpt['message_hub']['log_scalars']['train/loss']
     assert isinstance(loss, HistoryBuffer)
     assert loss.mean() == loss.statistics('mean')  # methods restored
@@ -61,7 +63,8 @@ class HistoryBufferEscape:
 @pytest.mark.parametrize('payload', ['exec', 'getattr'])
 def test_crafted_checkpoint_is_refused_and_nothing_runs(tmp_path, payload):
     marker = tmp_path / 'ran.txt'
-    evil = RunsCode(str(marker)) if payload == 'exec' else HistoryBufferEscape()
+    evil = RunsCode(
+        str(marker)) if payload == 'exec' else HistoryBufferEscape()
     path = tmp_path / 'evil.pth'
     torch.save({'state_dict': {}, 'meta': {}, 'x': evil}, path)
     with pytest.raises(CheckpointRefusedError) as info:
@@ -69,7 +72,8 @@ def test_crafted_checkpoint_is_refused_and_nothing_runs(tmp_path, payload):
     message = str(info.value)
     assert str(path) in message
     assert f'{TRUST_ENV}=1' in message
-    assert ('exec' in message) if payload == 'exec' else ('__init__' in message)
+    assert ('exec' in message) if payload == 'exec' else ('__init__'
+                                                          in message)
     assert not marker.exists()
 
 
@@ -79,9 +83,11 @@ def test_opt_in_loads_a_trusted_file_with_other_types(tmp_path, monkeypatch):
     with pytest.raises(CheckpointRefusedError):
         load_local_checkpoint(str(path))
     monkeypatch.setenv(TRUST_ENV, '1')
-    assert isinstance(load_local_checkpoint(str(path))['extra'], pickle.PickleError)
-    assert isinstance(load_local_checkpoint(str(path), trusted=True)['extra'],
-                      pickle.PickleError)
+    assert isinstance(
+        load_local_checkpoint(str(path))['extra'], pickle.PickleError)
+    assert isinstance(
+        load_local_checkpoint(str(path), trusted=True)['extra'],
+        pickle.PickleError)
 
 
 @pytest.mark.parametrize('kind,reason', [

@@ -7,7 +7,8 @@ from mmengine.runner import load_checkpoint
 from mmengine.runner.checkpoint import _load_checkpoint_with_prefix
 
 from detector_utils import tiny_cfg
-from mmcentermask.utils.weight_check import (MIN_MATCH_ENV, NonFiniteWeightsError,
+from mmcentermask.utils.weight_check import (MIN_MATCH_ENV,
+                                             NonFiniteWeightsError,
                                              WeightMismatchError)
 
 
@@ -33,26 +34,39 @@ def test_own_checkpoint_loads(detector, tmp_path):
     load_checkpoint(detector, path)
 
 
-def test_unconverted_centermask2_checkpoint_names_the_converter(detector, tmp_path):
-    source = {'backbone.bottom_up.' + k[len('backbone.'):]: v
-              for k, v in detector.state_dict().items() if k.startswith('backbone.')}
-    source['proposal_generator.fcos_head.cls_logits.weight'] = torch.zeros(3, 32, 3, 3)
+def test_unconverted_centermask2_checkpoint_names_the_converter(
+        detector, tmp_path):
+    source = {
+        'backbone.bottom_up.' + k[len('backbone.'):]: v
+        for k, v in detector.state_dict().items() if k.startswith('backbone.')
+    }
+    source['proposal_generator.fcos_head.cls_logits.weight'] = torch.zeros(
+        3, 32, 3, 3)
     before = detector.state_dict()['bbox_head.conv_cls.weight'].clone()
     with pytest.raises(WeightMismatchError) as info:
-        load_checkpoint(detector, save(tmp_path, source))  # tools/test.py, demo, load_from
+        load_checkpoint(detector,
+                        save(tmp_path,
+                             source))  # tools/test.py, demo, load_from
     message = str(info.value)
     assert 'centermask2_to_mmdet.py' in message
-    n = len([k for k in detector.state_dict() if not k.endswith('num_batches_tracked')])
+    n = len([
+        k for k in detector.state_dict()
+        if not k.endswith('num_batches_tracked')
+    ])
     assert f'fills only 0 of the {n} tensors of CenterMask' in message
     extra = len([k for k in source if not k.endswith('num_batches_tracked')])
     assert f'{n} missing, {extra} unexpected' in message
-    torch.testing.assert_close(detector.state_dict()['bbox_head.conv_cls.weight'], before)
+    torch.testing.assert_close(
+        detector.state_dict()['bbox_head.conv_cls.weight'], before)
 
 
 def test_maskrcnn_benchmark_checkpoint_names_its_converter(detector, tmp_path):
-    source = {'module.backbone.body.stem.conv1.weight': torch.zeros(8, 3, 3, 3),
-              'module.rpn.head.cls_logits.weight': torch.zeros(3, 8, 3, 3)}
-    with pytest.raises(WeightMismatchError, match='maskrcnn_benchmark_to_mmdet.py'):
+    source = {
+        'module.backbone.body.stem.conv1.weight': torch.zeros(8, 3, 3, 3),
+        'module.rpn.head.cls_logits.weight': torch.zeros(3, 8, 3, 3)
+    }
+    with pytest.raises(
+            WeightMismatchError, match='maskrcnn_benchmark_to_mmdet.py'):
         load_checkpoint(detector, save(tmp_path, source))
 
 
@@ -64,22 +78,31 @@ def test_another_model_is_refused(detector, tmp_path):
 
 def test_unconverted_imagenet_vovnet_into_pretrained_backbone(tmp_path):
     """init_cfg=Pretrained on a timm-layout file stops and names vovnet2mmdet.py."""
-    source = {'stem.0.conv.weight': torch.zeros(64, 3, 3, 3),
-              'stages.0.blocks.0.conv_reduction.conv.weight': torch.zeros(128, 64, 1, 1),
-              'head.fc.weight': torch.zeros(1000, 1024)}
+    source = {
+        'stem.0.conv.weight': torch.zeros(64, 3, 3, 3),
+        'stages.0.blocks.0.conv_reduction.conv.weight':
+        torch.zeros(128, 64, 1, 1),
+        'head.fc.weight': torch.zeros(1000, 1024)
+    }
     path = save(tmp_path, source)
-    backbone = MODELS.build(dict(type='VoVNet', arch='V-19-slim-dw',
-                                 init_cfg=dict(type='Pretrained', checkpoint=path)))
+    backbone = MODELS.build(
+        dict(
+            type='VoVNet',
+            arch='V-19-slim-dw',
+            init_cfg=dict(type='Pretrained', checkpoint=path)))
     with pytest.raises(WeightMismatchError, match='vovnet2mmdet.py'):
         backbone.init_weights()
 
 
 def test_backbone_from_a_detector_checkpoint_with_prefix(detector, tmp_path):
     path = save(tmp_path, detector.state_dict())
-    backbone = MODELS.build(dict(type='VoVNet', arch='V-19-slim-dw',
-                                 norm_cfg=dict(type='BN', requires_grad=True),
-                                 init_cfg=dict(type='Pretrained', checkpoint=path,
-                                               prefix='backbone.')))
+    backbone = MODELS.build(
+        dict(
+            type='VoVNet',
+            arch='V-19-slim-dw',
+            norm_cfg=dict(type='BN', requires_grad=True),
+            init_cfg=dict(
+                type='Pretrained', checkpoint=path, prefix='backbone.')))
     backbone.init_weights()
     torch.testing.assert_close(backbone.stem[0].conv.weight,
                                detector.backbone.stem[0].conv.weight)

@@ -27,7 +27,8 @@ class DropoutToy(BaseModel):
     def __init__(self, ballast: int = 0):
         super().__init__()
         self.linear = nn.Linear(8, 1)
-        g = torch.Generator().manual_seed(0)  # the same weights in every process
+        g = torch.Generator().manual_seed(
+            0)  # the same weights in every process
         with torch.no_grad():
             self.linear.weight.copy_(torch.randn(1, 8, generator=g) * 0.3)
             self.linear.bias.zero_()
@@ -52,9 +53,14 @@ class LossLog(Hook):
     def __init__(self, path):
         self.path = path
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+    def after_train_iter(self,
+                         runner,
+                         batch_idx,
+                         data_batch=None,
+                         outputs=None):
         with open(self.path, 'a') as f:
-            f.write(f'{runner.iter + 1}\t{outputs["loss"].item().hex()}\tend\n')
+            f.write(
+                f'{runner.iter + 1}\t{outputs["loss"].item().hex()}\tend\n')
 
 
 def toy_dataset(n=40):
@@ -63,24 +69,38 @@ def toy_dataset(n=40):
     return [dict(inputs=x[i], labels=x[i].sum()) for i in range(n)]
 
 
-def build_runner(work_dir, loss_log, max_iters, resume=False,
-                 hook='CrashSafeCheckpointHook', ballast=0, lr=0.01,
-                 extra_hooks=(), optim_wrapper=None, **hook_kwargs):
+def build_runner(work_dir,
+                 loss_log,
+                 max_iters,
+                 resume=False,
+                 hook='CrashSafeCheckpointHook',
+                 ballast=0,
+                 lr=0.01,
+                 extra_hooks=(),
+                 optim_wrapper=None,
+                 **hook_kwargs):
     return Runner(
         model=DropoutToy(ballast),
         work_dir=str(work_dir),
         train_dataloader=dict(
-            dataset=toy_dataset(), batch_size=4, num_workers=0,
+            dataset=toy_dataset(),
+            batch_size=4,
+            num_workers=0,
             sampler=dict(type='InfiniteSampler', shuffle=True),
             collate_fn=dict(type='default_collate')),
-        optim_wrapper=dict(optimizer=dict(type='SGD', lr=lr, momentum=0.9),
-                           **(optim_wrapper or {})),
-        param_scheduler=dict(type='MultiStepLR', by_epoch=False,
-                             milestones=[3], end=1000),
+        optim_wrapper=dict(
+            optimizer=dict(type='SGD', lr=lr, momentum=0.9),
+            **(optim_wrapper or {})),
+        param_scheduler=dict(
+            type='MultiStepLR', by_epoch=False, milestones=[3], end=1000),
         train_cfg=dict(by_epoch=False, max_iters=max_iters),
         default_hooks=dict(
-            checkpoint=dict(type=hook, by_epoch=False, interval=1,
-                            max_keep_ckpts=1, **hook_kwargs),
+            checkpoint=dict(
+                type=hook,
+                by_epoch=False,
+                interval=1,
+                max_keep_ckpts=1,
+                **hook_kwargs),
             logger=dict(type='LoggerHook', interval=1000)),
         custom_hooks=[LossLog(str(loss_log)), *extra_hooks],
         randomness=dict(seed=0),
@@ -97,7 +117,8 @@ def read_losses(path):
     for line in open(path).read().splitlines():
         parts = line.split('\t')
         if len(parts) == 3 and parts[2] == 'end':
-            losses.setdefault(int(parts[0]), []).append(float.fromhex(parts[1]))
+            losses.setdefault(int(parts[0]),
+                              []).append(float.fromhex(parts[1]))
     return losses
 
 

@@ -59,7 +59,8 @@ def _fsync_replace(tmp_path: str, path: str) -> None:
 
 
 def _write_text_atomic(path: str, text: str) -> None:
-    tmp_path = osp.join(osp.dirname(path), '.' + osp.basename(path) + TMP_SUFFIX)
+    tmp_path = osp.join(
+        osp.dirname(path), '.' + osp.basename(path) + TMP_SUFFIX)
     with open(tmp_path, 'w') as f:
         f.write(text)
     _fsync_replace(tmp_path, path)
@@ -107,7 +108,8 @@ class CrashSafeCheckpointHook(CheckpointHook):
             if 'cuda' in self._resumed_rng and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(self._resumed_rng['cuda'])
             runner.logger.info(
-                f'Restored the random number generator state of iteration {runner.iter}.')
+                f'Restored the random number generator state of iteration {runner.iter}.'
+            )
         self._resumed_rng = None
 
     # -- saving ---------------------------------------------------------------------
@@ -129,13 +131,15 @@ class CrashSafeCheckpointHook(CheckpointHook):
         if not self._is_local():
             return super()._save_checkpoint_with_step(runner, step, meta)
         stale = None
-        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids
-                                            and self.keep_ckpt_ids[-1] == step):
+        if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and
+                                            self.keep_ckpt_ids[-1] == step):
             if len(self.keep_ckpt_ids) == self.max_keep_ckpts:
-                stale = osp.join(self.out_dir,
-                                 self.filename_tmpl.format(self.keep_ckpt_ids.popleft()))
+                stale = osp.join(
+                    self.out_dir,
+                    self.filename_tmpl.format(self.keep_ckpt_ids.popleft()))
             self.keep_ckpt_ids.append(step)
-            runner.message_hub.update_info('keep_ckpt_ids', list(self.keep_ckpt_ids))
+            runner.message_hub.update_info('keep_ckpt_ids',
+                                           list(self.keep_ckpt_ids))
 
         ckpt_filename = self.filename_tmpl.format(step)
         self.last_ckpt = osp.join(self.out_dir, ckpt_filename)
@@ -154,7 +158,8 @@ class CrashSafeCheckpointHook(CheckpointHook):
         if not is_main_process():
             return
         _fsync_replace(osp.join(self.out_dir, tmp_filename), self.last_ckpt)
-        _write_text_atomic(osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
+        _write_text_atomic(
+            osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
         if stale is not None and stale != self.last_ckpt:
             if osp.isfile(stale):
                 os.remove(stale)

@@ -35,7 +35,9 @@ class SkipNonFiniteOptimWrapper(OptimWrapper):
         self.max_skips = max_skips
         self.skipped = 0
 
-    def update_params(self, loss: torch.Tensor, step_kwargs: Optional[Dict] = None,
+    def update_params(self,
+                      loss: torch.Tensor,
+                      step_kwargs: Optional[Dict] = None,
                       zero_kwargs: Optional[Dict] = None) -> None:
         if torch.isfinite(loss).all():
             return super().update_params(loss, step_kwargs, zero_kwargs)
@@ -51,6 +53,9 @@ class SkipNonFiniteOptimWrapper(OptimWrapper):
                 f'{self.skipped} steps skipped, more than max_skips={self.max_skips}. '
                 'Lower the learning rate or add optim_wrapper.clip_grad, and check the '
                 'annotations for NaN or infinite coordinates.')
-        print_log(f'Skipped the update of iteration {step}: the loss is '
-                  f'{loss.detach().item()} ({self.skipped} of at most {self.max_skips} '
-                  'skipped steps).', logger='current', level=30)
+        print_log(
+            f'Skipped the update of iteration {step}: the loss is '
+            f'{loss.detach().item()} ({self.skipped} of at most {self.max_skips} '
+            'skipped steps).',
+            logger='current',
+            level=30)

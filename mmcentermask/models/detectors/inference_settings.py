@@ -10,12 +10,15 @@ from typing import Mapping, Optional
 
 # key -> (what it is, the family configs' value); checked when test_cfg is given.
 FCOS_REQUIRED = {
-    'nms': ('the NMS of the FCOS detections, e.g. dict(type=\'nms\', iou_threshold=0.6)',
-            "dict(type='nms', iou_threshold=0.6)"),
-    'max_per_img': ('how many detections per image go to the mask branch', '50'),
+    'nms':
+    ('the NMS of the FCOS detections, e.g. dict(type=\'nms\', iou_threshold=0.6)',
+     "dict(type='nms', iou_threshold=0.6)"),
+    'max_per_img':
+    ('how many detections per image go to the mask branch', '50'),
 }
 RCNN_REQUIRED = {
-    'mask_thr_binary': ('the mask probability above which a pixel is foreground', '0.5'),
+    'mask_thr_binary':
+    ('the mask probability above which a pixel is foreground', '0.5'),
 }
 
 
@@ -34,7 +37,8 @@ def check_test_cfg(test_cfg: Optional[Mapping]) -> None:
         if cfg is None:
             raise ValueError(
                 f'CenterMask test_cfg has no {part!r} part (it has {sorted(test_cfg)}); '
-                f'set model.test_cfg.{part}, as the configs in configs/centermask/ do.')
+                f'set model.test_cfg.{part}, as the configs in configs/centermask/ do.'
+            )
         for key, (meaning, example) in required.items():
             if cfg.get(key) is None:
                 raise ValueError(
@@ -44,12 +48,15 @@ def check_test_cfg(test_cfg: Optional[Mapping]) -> None:
     if not isinstance(thr, Number) or not 0 <= thr <= 1:
         raise ValueError(
             f'CenterMask test_cfg.rcnn.mask_thr_binary={thr!r} must be a probability in '
-            '[0, 1] (0.5 in the family configs); a larger value gives empty masks.')
+            '[0, 1] (0.5 in the family configs); a larger value gives empty masks.'
+        )
     score_thr = test_cfg['fcos'].get('score_thr', 0)
     if not isinstance(score_thr, Number) or not 0 <= score_thr <= 1:
-        raise ValueError(f'CenterMask test_cfg.fcos.score_thr={score_thr!r} must be in '
-                         '[0, 1] (0.05 in the family configs).')
+        raise ValueError(
+            f'CenterMask test_cfg.fcos.score_thr={score_thr!r} must be in '
+            '[0, 1] (0.05 in the family configs).')
     max_per_img = test_cfg['fcos']['max_per_img']
     if not isinstance(max_per_img, int) or max_per_img < 1:
-        raise ValueError(f'CenterMask test_cfg.fcos.max_per_img={max_per_img!r} must be '
-                         'a positive integer (50 in the family configs).')
+        raise ValueError(
+            f'CenterMask test_cfg.fcos.max_per_img={max_per_img!r} must be '
+            'a positive integer (50 in the family configs).')
