@@ -25,7 +25,7 @@ import mmcentermask  # noqa: E402,F401
 from mmcentermask.utils.image_check import unreadable_reason  # noqa: E402
 
 VIDEO_EXTS = ('.mp4', '.avi', '.mov', '.mkv', '.webm')
-# Extensions OpenCV can write the drawn picture under (the output keeps the name).
+# Extensions OpenCV can write the drawn picture under (it keeps the name).
 WRITABLE_EXTS = ('.jpg', '.jpeg', '.jpe', '.png', '.bmp', '.dib', '.tif',
                  '.tiff', '.webp', '.jp2', '.pbm', '.pgm', '.ppm', '.pxm',
                  '.pnm', '.sr', '.ras', '.exr', '.hdr', '.pic')
@@ -73,7 +73,7 @@ def collect_images(path: str) -> Tuple[List[str], List[Tuple[str, str]]]:
         ext = osp.splitext(file)[1].lower()
         if reason is None and ext not in WRITABLE_EXTS:
             reason = (
-                f'an image, but the picture cannot be written under its '
+                'an image, but the picture cannot be written under its '
                 f'extension {ext or "(none)"!r}; rename it to .png or .jpg')
         if reason is None:
             images.append(file)

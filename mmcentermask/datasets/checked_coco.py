@@ -1,29 +1,34 @@
-"""``CocoDataset`` that checks its annotations instead of dropping them silently.
+"""``CocoDataset`` that checks its annotations instead of dropping them.
 
-MMDetection's :class:`~mmdet.datasets.CocoDataset` (with pycocotools underneath) accepts
-several mistakes without a word. :class:`CheckedCocoDataset` subclasses it and, while it
-loads the annotation file (once, before training; linear in the number of annotations):
+MMDetection's :class:`~mmdet.datasets.CocoDataset` (with pycocotools
+underneath) accepts several mistakes without a word.
+:class:`CheckedCocoDataset` subclasses it and, while it
+loads the annotation file (once, before training; linear in the number of
+annotations):
 
-* **a bad JSON file** raises ``ValueError`` naming the file, line and column (instead of
-  a bare ``JSONDecodeError``);
-* **class names in ``metainfo.classes`` that the file does not have** raise ``ValueError``
-  listing them with the closest names of the file (a misspelt name otherwise drops that
-  class and shifts the labels of the others);
-* **annotations with a ``category_id`` the file does not declare** are counted and
-  reported (``unknown_categories='warn'``, default) or stop loading (``'error'``);
-  annotations of declared categories outside ``classes`` are counted and reported too;
-* **boxes with NaN or infinite coordinates** drop their annotation; **polygons** with
-  non-finite coordinates, fewer than 3 points or an odd number of values are dropped,
-  and an annotation left without any polygon is dropped (a NaN polygon otherwise makes
-  the mask-target rasterisation allocate gigabytes); all counted in one warning;
-* **RLE masks of non-crowd annotations** are converted to polygons (the outer and inner
-  contours of the decoded bitmap) when the pipeline loads masks with
-  ``LoadAnnotations(poly2mask=False)``, which otherwise ignores every RLE instance;
+* **a bad JSON file** raises ``ValueError`` naming the file, line and column
+  (instead of a bare ``JSONDecodeError``);
+* **class names in ``metainfo.classes`` that the file does not have** raise
+  ``ValueError`` listing them with the closest names of the file (a misspelt
+  name otherwise drops that class and shifts the labels of the others);
+* **annotations with a ``category_id`` the file does not declare** are counted
+  and reported (``unknown_categories='warn'``, default) or stop loading
+  (``'error'``); annotations of declared categories outside ``classes`` are
+  counted and reported too;
+* **boxes with NaN or infinite coordinates** drop their annotation;
+  **polygons** with non-finite coordinates, fewer than 3 points or an odd
+  number of values are dropped, and an annotation left without any polygon is
+  dropped (a NaN polygon otherwise makes the mask-target rasterisation allocate
+  gigabytes); all counted in one warning;
+* **RLE masks of non-crowd annotations** are converted to polygons (the outer
+  and inner contours of the decoded bitmap) when the pipeline loads masks with
+  ``LoadAnnotations(poly2mask=False)``, which otherwise ignores every RLE
+  instance;
 * **images whose every annotation is invalid** are counted in the warning;
 * **a training set with no usable image** stops with one line saying why;
-* **an image file that cannot be decoded** (empty, truncated, not an image), met when a
-  sample is loaded, raises ``ValueError`` naming the file and the reason (MMCV alone
-  gives an unnamed ``cv2.error`` for an empty file).
+* **an image file that cannot be decoded** (empty, truncated, not an image),
+  met when a sample is loaded, raises ``ValueError`` naming the file and the
+  reason (MMCV alone gives an unnamed ``cv2.error`` for an empty file).
 """
 import difflib
 import json
@@ -43,7 +48,7 @@ from mmcentermask.utils.image_check import unreadable_reason
 
 
 class CheckedCOCO(COCO):
-    """pycocotools' COCO that names its file on bad JSON and on unknown class names."""
+    """pycocotools' COCO naming its file on bad JSON and unknown classes."""
 
     def __init__(self, annotation_file=None):
         self.annotation_file = annotation_file
@@ -51,9 +56,10 @@ class CheckedCOCO(COCO):
             super().__init__(annotation_file=annotation_file)
         except json.JSONDecodeError as error:
             raise ValueError(
-                f'Annotation file {annotation_file} is not valid JSON: {error.msg} at '
-                f'line {error.lineno}, column {error.colno}. Fix or regenerate the '
-                'file (COCO format: a JSON object with images, annotations and '
+                f'Annotation file {annotation_file} is not valid JSON: '
+                f'{error.msg} at line {error.lineno}, column {error.colno}. '
+                'Fix or regenerate the file (COCO format: a JSON object with '
+                'images, annotations and '
                 'categories).') from error
 
     def get_cat_ids(self, cat_names=[], sup_names=[], cat_ids=[]):
@@ -69,17 +75,18 @@ class CheckedCOCO(COCO):
                         f' (did you mean {", ".join(map(repr, close))}?)'
                         if close else ''))
                 raise ValueError(
-                    f'metainfo.classes names {len(missing)} class(es) that annotation file '
-                    f'{self.annotation_file} does not have: {"; ".join(hints)}. Its '
-                    f'categories are: {", ".join(map(repr, known))}. Fix the names in the '
-                    'config (metainfo=dict(classes=...)); a name that is not in the file '
-                    'would drop that class and shift the labels of the others.'
-                )
+                    f'metainfo.classes names {len(missing)} class(es) that '
+                    f'annotation file {self.annotation_file} does not have: '
+                    f'{"; ".join(hints)}. Its categories are: '
+                    f'{", ".join(map(repr, known))}. Fix the names in the '
+                    'config (metainfo=dict(classes=...)); a name that is not '
+                    'in the file would drop that class and shift the labels '
+                    'of the others.')
         return super().get_cat_ids(cat_names, sup_names, cat_ids)
 
 
 def _rle_to_polygons(rle: dict) -> List[List[float]]:
-    """Outer and hole contours of an RLE mask as COCO polygons (>= 3 points each)."""
+    """Outer and hole contours of an RLE mask as COCO polygons."""
     if isinstance(rle.get('counts'), list):
         rle = mask_utils.frPyObjects(rle, *rle['size'])
     bitmap = np.ascontiguousarray(mask_utils.decode(rle).astype(np.uint8))
@@ -92,15 +99,16 @@ def _rle_to_polygons(rle: dict) -> List[List[float]]:
 
 @DATASETS.register_module()
 class CheckedCocoDataset(CocoDataset):
-    """:class:`~mmdet.datasets.CocoDataset` with the annotation checks listed above.
+    """:class:`~mmdet.datasets.CocoDataset` with the checks listed above.
 
     Takes every argument of ``CocoDataset``, plus:
 
     Args:
         unknown_categories (str): ``'warn'`` (default) counts annotations whose
-            ``category_id`` the file does not declare and reports them; ``'error'``
-            raises instead.
-        rle_to_polygons (bool, optional): Convert non-crowd RLE masks to polygons.
+            ``category_id`` the file does not declare and reports them;
+            ``'error'`` raises instead.
+        rle_to_polygons (bool, optional): Convert non-crowd RLE masks to
+        polygons.
             ``None`` (default): when the pipeline has ``LoadAnnotations`` with
             ``with_mask=True, poly2mask=False``.
     """
@@ -152,10 +160,10 @@ class CheckedCocoDataset(CocoDataset):
                 stats[f'unknown id {cat}'] += 1
                 if self.unknown_categories == 'error':
                     raise ValueError(
-                        f'Annotation {ann.get("id")} of image {ann.get("image_id")} in '
-                        f'{self.ann_file} has category_id {cat!r}, which the file\'s '
-                        f'categories do not declare ({sorted(self._file_cat_ids)}).'
-                    )
+                        f'Annotation {ann.get("id")} of image '
+                        f'{ann.get("image_id")} in {self.ann_file} has '
+                        f'category_id {cat!r}, which the file\'s categories '
+                        f'do not declare ({sorted(self._file_cat_ids)}).')
                 continue
             if cat not in self.cat_ids:
                 stats['category not in classes'] += 1
@@ -202,12 +210,13 @@ class CheckedCocoDataset(CocoDataset):
             ids = sorted(k[len('unknown id '):] for k in stats
                          if k.startswith('unknown id '))
             parts.append(
-                f"{stats['unknown category']} annotations with a category_id the "
-                f"file does not declare (ids {', '.join(ids)}) were dropped")
+                f"{stats['unknown category']} annotations with a category_id "
+                f"the file does not declare (ids {', '.join(ids)}) were "
+                "dropped")
         if stats['category not in classes']:
-            parts.append(
-                f"{stats['category not in classes']} annotations of categories "
-                'not in metainfo.classes were not used')
+            parts.append(f"{stats['category not in classes']} annotations of "
+                         "categories "
+                         'not in metainfo.classes were not used')
         for key, text in (('non-finite box',
                            'annotations with a NaN/infinite box'),
                           ('non-finite polygon',
@@ -220,13 +229,14 @@ class CheckedCocoDataset(CocoDataset):
                 parts.append(f'{stats[key]} {text} were dropped')
         if stats['RLE converted']:
             parts.append(
-                f"{stats['RLE converted']} RLE masks were converted to polygons "
+                f"{stats['RLE converted']} RLE masks were converted to "
+                "polygons "
                 '(LoadAnnotations(poly2mask=False) would ignore them)')
         if stats['images with no valid annotation']:
             parts.append(
                 f"{stats['images with no valid annotation']} images have "
-                'annotations but none valid (empty boxes, unknown categories or '
-                'invalid masks)')
+                'annotations but none valid (empty boxes, unknown categories '
+                'or invalid masks)')
         if parts:
             print_log(
                 f'{type(self).__name__} {self.ann_file}: ' + '; '.join(parts) +
@@ -238,11 +248,12 @@ class CheckedCocoDataset(CocoDataset):
         data_list = super().filter_data()
         if not data_list and not self.test_mode:
             raise ValueError(
-                f'No training image left in {self.ann_file}: {len(self.data_list)} images '
-                f'read, none with a usable annotation after filter_cfg={self.filter_cfg} '
-                f'(classes {tuple(self.metainfo["classes"])}). Check that the file has '
-                'annotations of these classes with boxes of at least 1x1 px, and that '
-                'filter_cfg.min_size is not larger than the images.')
+                f'No training image left in {self.ann_file}: '
+                f'{len(self.data_list)} images read, none with a usable '
+                f'annotation after filter_cfg={self.filter_cfg} (classes '
+                f'{tuple(self.metainfo["classes"])}). Check that the file has '
+                'annotations of these classes with boxes of at least 1x1 px, '
+                'and that filter_cfg.min_size is not larger than the images.')
         return data_list
 
     def prepare_data(self, idx):
@@ -254,6 +265,6 @@ class CheckedCocoDataset(CocoDataset):
             if reason is None:
                 raise
             raise ValueError(
-                f'Image {path} (in {self.ann_file}) cannot be read: '
-                f'{reason}. Replace the file or remove the image from the '
+                f'Image {path} (in {self.ann_file}) cannot be read: {reason}. '
+                'Replace the file or remove the image from the '
                 'annotation file.') from error

@@ -1,4 +1,4 @@
-"""Training-loop parts: hooks that keep a run resumable and stop it on bad numbers."""
+"""Training-loop parts that keep a run resumable and stop it on bad numbers."""
 from .hooks import CrashSafeCheckpointHook, NonFiniteLossHook
 from .optimizers import SkipNonFiniteOptimWrapper
 

@@ -1,29 +1,34 @@
-"""Safe loading of local checkpoints: MMEngine's own files load, code does not run.
+"""Safe loading of local checkpoints: MMEngine's files load, code does not run.
 
-Why this module patches MMEngine. torch 2.6 made ``torch.load(weights_only=True)`` the
-default. MMEngine 0.10.7 calls ``torch.load`` without the argument, and its checkpoints
-pickle ``mmengine.logging.HistoryBuffer`` objects and numpy arrays in ``message_hub``,
+Why this module patches MMEngine. torch 2.6 made
+``torch.load(weights_only=True)`` the default. MMEngine 0.10.7 calls
+``torch.load`` without the argument, and its checkpoints pickle
+``mmengine.logging.HistoryBuffer`` objects and numpy arrays in ``message_hub``,
 so ``load_from``, ``--resume`` and ``tools/test.py CONFIG CKPT`` fail with
-``UnpicklingError: Weights only load failed``. Importing :mod:`mmcentermask` (every
-config does, through ``custom_imports``) therefore registers :func:`load_local_checkpoint`
-as the loader of MMEngine's *local file* scheme (:class:`mmengine.runner.CheckpointLoader`
-``prefixes=''``). That is the whole patch; URLs keep MMEngine's loaders.
+``UnpicklingError: Weights only load failed``. Importing :mod:`mmcentermask`
+(every config does, through ``custom_imports``) therefore registers
+:func:`load_local_checkpoint` as the loader of MMEngine's *local file* scheme
+(:class:`mmengine.runner.CheckpointLoader` ``prefixes=''``). That is the whole
+patch; URLs keep MMEngine's loaders.
 
 What the loader does:
 
-* ``torch.load(weights_only=True)`` with an allow-list of exactly the types an MMEngine
-  checkpoint holds besides tensors and plain containers (:data:`MMENGINE_SAFE_GLOBALS`:
-  ``HistoryBuffer``, numpy arrays, dtypes and scalars, and a ``getattr`` limited to the
-  statistics methods a ``HistoryBuffer`` pickles). The allow-list is active only inside
-  this loader (``torch.serialization.safe_globals``), not process-wide.
-* Anything else in the pickle (a function to call, another class) is refused with
-  :class:`CheckpointRefusedError`, which names the file and the refused global; nothing
-  from the file runs.
+* ``torch.load(weights_only=True)`` with an allow-list of exactly the types an
+  MMEngine
+  checkpoint holds besides tensors and plain containers
+  (:data:`MMENGINE_SAFE_GLOBALS`: ``HistoryBuffer``, numpy arrays, dtypes and
+  scalars, and a ``getattr`` limited to the statistics methods a
+  ``HistoryBuffer`` pickles). The allow-list is active only inside this loader
+  (``torch.serialization.safe_globals``), not process-wide.
+* Anything else in the pickle (a function to call, another class) is refused
+  with :class:`CheckpointRefusedError`, which names the file and the refused
+  global; nothing from the file runs.
 * A file that is not a PyTorch checkpoint (text, empty, truncated) gives
   :class:`CheckpointReadError` naming the file and the reason.
-* Opt-in for a file you trust: set the environment variable ``MMCM_TRUST_CHECKPOINTS=1``
-  (or call ``load_local_checkpoint(..., trusted=True)``); the file is then unpickled with
-  ``weights_only=False``, which can run code stored in it.
+* Opt-in for a file you trust: set the environment variable
+  ``MMCM_TRUST_CHECKPOINTS=1`` (or call ``load_local_checkpoint(...,
+  trusted=True)``); the file is then unpickled with ``weights_only=False``,
+  which can run code stored in it.
 """
 import os
 import os.path as osp
@@ -41,17 +46,18 @@ MapLocation = Optional[Union[str, torch.device, Callable]]
 #: Environment variable that lets local checkpoints be fully unpickled.
 TRUST_ENV = 'MMCM_TRUST_CHECKPOINTS'
 
-# The statistics HistoryBuffer registers for itself (its class dict fills lazily).
+# The statistics HistoryBuffer registers for itself (its class dict fills
+# lazily).
 _HISTORY_BUFFER_STATISTICS = ('min', 'max', 'current', 'mean')
 
 
 def _history_buffer_getattr(obj: Any, name: str) -> Any:
     """``getattr`` as a ``HistoryBuffer`` pickle uses it, and nothing more.
 
-    A pickled ``HistoryBuffer`` holds its statistics methods, which pickle writes as
-    ``getattr(HistoryBuffer, 'mean')``. A general ``getattr`` would let a crafted file
-    walk from any allowed object to ``eval``, so this one only returns the registered
-    statistics methods of ``HistoryBuffer``.
+    A pickled ``HistoryBuffer`` holds its statistics methods, which pickle
+    writes as ``getattr(HistoryBuffer, 'mean')``. A general ``getattr`` would
+    let a crafted file walk from any allowed object to ``eval``, so this one
+    only returns the registered statistics methods of ``HistoryBuffer``.
     """
     if obj is HistoryBuffer and (name in _HISTORY_BUFFER_STATISTICS
                                  or name in HistoryBuffer._statistics_methods):
@@ -62,13 +68,14 @@ def _history_buffer_getattr(obj: Any, name: str) -> Any:
 
 
 def _numpy_globals() -> List[Any]:
-    """numpy's array, dtype and scalar reconstructors under this numpy's names."""
+    """numpy's array, dtype and scalar reconstructors, this numpy's names."""
     core = getattr(np, '_core', None) or np.core  # numpy 2 renamed np.core
     names = [
         core.multiarray._reconstruct, np.ndarray, np.dtype,
         core.multiarray.scalar
     ]
-    # numpy >= 1.25 may pickle dtypes by their class (numpy.dtypes.Float32DType, ...)
+    # numpy >= 1.25 may pickle dtypes by their class
+    # (numpy.dtypes.Float32DType, ...)
     dtypes = getattr(np, 'dtypes', None)
     if dtypes is not None:
         names += [
@@ -77,12 +84,14 @@ def _numpy_globals() -> List[Any]:
     return names
 
 
-#: The types an MMEngine 0.10 checkpoint holds besides tensors and plain containers.
+#: The types an MMEngine 0.10 checkpoint holds besides tensors and plain
+#: containers.
 MMENGINE_SAFE_GLOBALS: List[Any] = [
     HistoryBuffer, (_history_buffer_getattr, 'builtins.getattr')
 ] + _numpy_globals()
 
-# Substrings of torch's weights-only errors that mean "this global was refused".
+# Substrings of torch's weights-only errors that mean "this global was
+# refused".
 _REFUSED_MARKERS = ('Unsupported global', 'unsupported GLOBAL', 'is blocked',
                     'Trying to call reduce', 'Can only create new object',
                     'is not allowed')
@@ -93,11 +102,11 @@ class CheckpointRefusedError(pickle.UnpicklingError):
 
 
 class CheckpointReadError(pickle.UnpicklingError):
-    """A file is not a readable PyTorch checkpoint (empty, truncated, text, ...)."""
+    """A file is not a readable PyTorch checkpoint (empty, truncated, ...)."""
 
 
 def trust_from_env() -> bool:
-    """Whether ``MMCM_TRUST_CHECKPOINTS`` is set to a true value (1, true, yes)."""
+    """Whether ``MMCM_TRUST_CHECKPOINTS`` is 1, true or yes."""
     return os.environ.get(TRUST_ENV,
                           '').strip().lower() in ('1', 'true', 'yes')
 
@@ -111,12 +120,13 @@ def load_local_checkpoint(filename: str,
         filename (str): Path of the checkpoint file (``~`` is expanded).
         map_location: Passed to :func:`torch.load`.
         trusted (bool, optional): ``True`` unpickles everything
-            (``weights_only=False``: the file can run code). ``None`` (default) reads
-            ``MMCM_TRUST_CHECKPOINTS`` from the environment.
+            (``weights_only=False``: the file can run code). ``None`` (default)
+            reads ``MMCM_TRUST_CHECKPOINTS`` from the environment.
 
     Returns:
-        The loaded object, usually a dict with ``state_dict``, ``meta`` and, for a
-        training checkpoint, ``message_hub``, ``optimizer``, ``param_schedulers``.
+        The loaded object, usually a dict with ``state_dict``, ``meta`` and,
+        for a training checkpoint, ``message_hub``, ``optimizer``,
+        ``param_schedulers``.
 
     Raises:
         FileNotFoundError: ``filename`` does not exist.
@@ -145,27 +155,29 @@ def _explain(filename: str, error: Exception, trusted: bool) -> Exception:
     detail = _detail(text)
     if not trusted and any(m in text for m in _REFUSED_MARKERS):
         return CheckpointRefusedError(
-            f'Refused to load checkpoint {filename}: it holds an object that MMEngine '
-            f'checkpoints do not contain ({detail}). Unpickling it could run code stored '
-            f'in the file, so nothing was loaded. If you trust this file, load it with '
-            f'{TRUST_ENV}=1 in the environment (e.g. `{TRUST_ENV}=1 python tools/test.py '
-            f'CONFIG {filename}`).')
+            f'Refused to load checkpoint {filename}: it holds an object that '
+            f'MMEngine checkpoints do not contain ({detail}). Unpickling it '
+            'could run code stored in the file, so nothing was loaded. If '
+            f'you trust this file, load it with {TRUST_ENV}=1 in the '
+            f'environment (e.g. `{TRUST_ENV}=1 python tools/test.py CONFIG '
+            f'{filename}`).')
     size = osp.getsize(filename)
     if size == 0:
         reason = 'the file is empty (0 bytes)'
     elif zipfile.is_zipfile(filename) or 'zip archive' in text:
-        reason = f'the archive is damaged or truncated ({size} bytes): {detail}'
+        reason = (f'the archive is damaged or truncated ({size} bytes): '
+                  f'{detail}')
     else:
         reason = ('it is neither a torch.save archive nor a pickle of tensors '
                   f'({type(error).__name__}: {detail})')
     return CheckpointReadError(
-        f'{filename} is not a readable PyTorch checkpoint: {reason}. Give the .pth file '
-        'written by MMEngine (work_dir/iter_*.pth) or by a converter in '
-        'tools/model_converters/.')
+        f'{filename} is not a readable PyTorch checkpoint: {reason}. Give the '
+        '.pth file written by MMEngine (work_dir/iter_*.pth) or by a '
+        'converter in tools/model_converters/.')
 
 
 def _detail(text: str) -> str:
-    """The informative line of a torch.load error (torch wraps it in boilerplate)."""
+    """The informative line of a torch.load error (torch adds boilerplate)."""
     boiler = ('Weights only load failed', 'Please file an issue',
               'Check the documentation')
     for line in text.splitlines():

@@ -1,8 +1,9 @@
 """Say why an image file cannot be read (empty, truncated, not an image).
 
-OpenCV, which MMCV decodes with, fails on such files with an unnamed ``cv2.error`` or
-returns ``None``; it also decodes many truncated JPEGs with a grey bottom and only a
-console warning. :func:`unreadable_reason` gives one line for the user instead.
+OpenCV, which MMCV decodes with, fails on such files with an unnamed
+``cv2.error`` or returns ``None``; it also decodes many truncated JPEGs with a
+grey bottom and only a console warning. :func:`unreadable_reason` gives one
+line for the user instead.
 """
 import io
 from typing import Optional
@@ -15,8 +16,8 @@ from PIL import Image, UnidentifiedImageError
 def unreadable_reason(path: str) -> Optional[str]:
     """Why ``path`` is not an image the model can read, or ``None`` if it is.
 
-    Decodes with OpenCV (what the pipelines use) and, for formats Pillow knows, loads
-    the file with Pillow too, which notices truncated files.
+    Decodes with OpenCV (what the pipelines use) and, for formats Pillow knows,
+    loads the file with Pillow too, which notices truncated files.
     """
     try:
         with open(path, 'rb') as f:

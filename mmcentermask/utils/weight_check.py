@@ -1,23 +1,25 @@
-"""Wrong weights are an error: refuse a checkpoint that mostly does not fit a model.
+"""Wrong weights are an error: refuse a checkpoint that mostly does not fit.
 
-MMEngine loads weights with ``strict=False`` (``tools/test.py``, ``load_from``, the demo's
-``DetInferencer``, ``init_cfg=dict(type='Pretrained')``) and only logs the missing and
-unexpected keys. A checkpoint of another model, or an authors' checkpoint that was not
-converted, then "loads": mAP 0 at test time, or a backbone trained from scratch, and
-exit code 0.
+MMEngine loads weights with ``strict=False`` (``tools/test.py``, ``load_from``,
+the demo's ``DetInferencer``, ``init_cfg=dict(type='Pretrained')``) and only
+logs the missing and unexpected keys. A checkpoint of another model, or an
+authors' checkpoint that was not converted, then "loads": mAP 0 at test time,
+or a backbone trained from scratch, and exit code 0.
 
-:func:`guard_weight_loading` registers a ``load_state_dict`` pre-hook on a model (we
-put it on ``CenterMask`` and ``VoVNet``). Before any tensor is copied it compares the
-checkpoint's keys under the module's prefix with the module's own and raises
-:class:`WeightMismatchError` when fewer than ``MMCM_MIN_WEIGHT_MATCH`` (default 0.5) of
-the module's tensors would be filled (present with the same shape). The message counts
-the missing, unexpected and shape-mismatched keys, shows examples, and names the
-converter when the keys look like an authors' checkpoint. Legitimate partial loads pass:
-a different ``num_classes`` leaves all but a few classifier tensors matching; set
-``MMCM_MIN_WEIGHT_MATCH=0`` to switch the check off.
+:func:`guard_weight_loading` registers a ``load_state_dict`` pre-hook on a
+model (we put it on ``CenterMask`` and ``VoVNet``). Before any tensor is copied
+it compares the checkpoint's keys under the module's prefix with the module's
+own and raises :class:`WeightMismatchError` when fewer than
+``MMCM_MIN_WEIGHT_MATCH`` (default 0.5) of the module's tensors would be filled
+(present with the same shape). The message counts the missing, unexpected and
+shape-mismatched keys, shows examples, and names the
+converter when the keys look like an authors' checkpoint. Legitimate partial
+loads pass: a different ``num_classes`` leaves all but a few classifier tensors
+matching; set ``MMCM_MIN_WEIGHT_MATCH=0`` to switch the check off.
 
 The same pre-hook refuses NaN or infinite values in the tensors it would load
-(:class:`NonFiniteWeightsError`), e.g. a checkpoint written after the training diverged.
+(:class:`NonFiniteWeightsError`), e.g. a checkpoint written after the training
+diverged.
 """
 import math
 import os
@@ -26,7 +28,8 @@ from typing import Dict, List, Optional
 import torch
 from torch import nn
 
-#: Environment variable: the smallest fraction of a model's tensors a checkpoint must fill.
+#: Environment variable: the smallest fraction of a model's tensors a
+#: checkpoint must fill.
 MIN_MATCH_ENV = 'MMCM_MIN_WEIGHT_MATCH'
 DEFAULT_MIN_MATCH = 0.5
 
@@ -34,18 +37,18 @@ DEFAULT_MIN_MATCH = 0.5
 _SOURCES = (
     (('backbone.bottom_up.', 'proposal_generator.', 'roi_heads.mask_head.',
       'roi_heads.maskiou_head.'),
-     'an unconverted centermask2 (detectron2) CenterMask checkpoint: convert it with '
-     '`python tools/model_converters/centermask2_to_mmdet.py SRC DST --config CONFIG`'
-     ),
+     'an unconverted centermask2 (detectron2) CenterMask checkpoint: convert '
+     'it with `python tools/model_converters/centermask2_to_mmdet.py SRC DST '
+     '--config CONFIG`'),
     (('module.backbone.body.', 'backbone.body.', 'module.rpn.', 'rpn.head.'),
-     'an unconverted maskrcnn-benchmark CenterMask checkpoint: convert it with '
-     '`python tools/model_converters/maskrcnn_benchmark_to_mmdet.py SRC DST --config '
-     'CONFIG`'),
+     'an unconverted maskrcnn-benchmark CenterMask checkpoint: convert it '
+     'with `python tools/model_converters/maskrcnn_benchmark_to_mmdet.py SRC '
+     'DST --config CONFIG`'),
     (('stem.stem_', 'stage2.OSA', 'stages.0.blocks.', 'head.fc.'),
-     'unconverted ImageNet VoVNet weights (centermask2, maskrcnn-benchmark or timm '
-     'layout): convert them with `python tools/model_converters/vovnet2mmdet.py SRC DST '
-     '--arch ARCH` and use them as backbone init_cfg=dict(type=\'Pretrained\', ...)'
-     ),
+     'unconverted ImageNet VoVNet weights (centermask2, maskrcnn-benchmark '
+     'or timm layout): convert them with `python '
+     'tools/model_converters/vovnet2mmdet.py SRC DST --arch ARCH` and use '
+     "them as backbone init_cfg=dict(type='Pretrained', ...)"),
 )
 
 
@@ -67,8 +70,8 @@ def min_match_from_env() -> float:
         fraction = math.nan
     if not 0 <= fraction <= 1:
         raise ValueError(
-            f'{MIN_MATCH_ENV}={value!r}: give a fraction in [0, 1] '
-            f'(0 switches the check off; default {DEFAULT_MIN_MATCH})')
+            f'{MIN_MATCH_ENV}={value!r}: give a fraction in [0, 1] (0 '
+            f'switches the check off; default {DEFAULT_MIN_MATCH})')
     return fraction
 
 
@@ -78,7 +81,7 @@ def _examples(keys: List[str], n: int = 3) -> str:
 
 
 def likely_source(keys) -> Optional[str]:
-    """The converter hint for checkpoint ``keys`` that look like an authors' file."""
+    """The converter hint for ``keys`` that look like an authors' file."""
     for patterns, hint in _SOURCES:
         if any(
                 k.startswith(patterns) or any(p in k for p in patterns)
@@ -91,14 +94,16 @@ def check_state_dict(module: nn.Module,
                      state_dict: Dict[str, torch.Tensor],
                      prefix: str = '',
                      min_match: Optional[float] = None) -> None:
-    """Raise if ``state_dict`` (keys under ``prefix``) mostly does not fit ``module``.
+    """Raise if ``state_dict`` (under ``prefix``) mostly misses ``module``.
 
     Args:
         module (nn.Module): The model that is about to load the weights.
         state_dict (dict): Checkpoint tensors, keys as ``prefix + module key``.
         prefix (str): The module's prefix in ``state_dict``.
-        min_match (float, optional): Smallest fraction of ``module``'s tensors that must
-            be present with the same shape; ``None`` reads ``MMCM_MIN_WEIGHT_MATCH``.
+        min_match (float, optional): Smallest fraction of ``module``'s tensors
+        that must
+            be present with the same shape; ``None`` reads
+            ``MMCM_MIN_WEIGHT_MATCH``.
 
     Raises:
         WeightMismatchError: too few tensors match.
@@ -127,10 +132,11 @@ def check_state_dict(module: nn.Module,
     name = type(module).__name__
     if bad:
         raise NonFiniteWeightsError(
-            f'The checkpoint for {name} holds NaN or infinite values in {len(bad)} of '
-            f'{len(matched)} tensors ({_examples(bad)}); it was probably saved after the '
-            'training diverged. Use an earlier checkpoint; train again with a lower '
-            'learning rate or gradient clipping.')
+            f'The checkpoint for {name} holds NaN or infinite values in '
+            f'{len(bad)} of {len(matched)} tensors ({_examples(bad)}); it was '
+            'probably saved after the training diverged. Use an earlier '
+            'checkpoint; train again with a lower learning rate or gradient '
+            'clipping.')
     if not own or len(matched) >= min_match * len(own):
         return
     missing = [k for k in own if k not in theirs]
@@ -139,16 +145,17 @@ def check_state_dict(module: nn.Module,
         if k not in own and not k.endswith('num_batches_tracked')
     ]
     cause = likely_source(list(theirs)) or (
-        'a checkpoint of another model or architecture (check the config and the '
-        'checkpoint belong together)')
+        'a checkpoint of another model or architecture (check the config and '
+        'the checkpoint belong together)')
     raise WeightMismatchError(
-        f'The checkpoint fills only {len(matched)} of the {len(own)} tensors of {name} '
-        f'({len(missing)} missing, {len(unexpected)} unexpected, {len(shape_mismatch)} '
-        f'with another shape; missing e.g. {_examples(missing) or "-"}; unexpected e.g. '
-        f'{_examples(unexpected) or "-"}; shapes e.g. {_examples(shape_mismatch) or "-"}). '
-        f'Likely cause: {cause}. If a partial load is what you want, set '
-        f'{MIN_MATCH_ENV} to the fraction that must match (now {min_match:g}; 0 switches '
-        'this check off).')
+        f'The checkpoint fills only {len(matched)} of the {len(own)} tensors '
+        f'of {name} ({len(missing)} missing, {len(unexpected)} unexpected, '
+        f'{len(shape_mismatch)} with another shape; missing e.g. '
+        f'{_examples(missing) or "-"}; unexpected e.g. '
+        f'{_examples(unexpected) or "-"}; shapes e.g. '
+        f'{_examples(shape_mismatch) or "-"}). Likely cause: {cause}. If a '
+        f'partial load is what you want, set {MIN_MATCH_ENV} to the fraction '
+        f'that must match (now {min_match:g}; 0 switches this check off).')
 
 
 def _pre_hook(module, state_dict, prefix, local_metadata, strict, missing_keys,
@@ -160,7 +167,7 @@ def guard_weight_loading(module: nn.Module) -> None:
     """Run :func:`check_state_dict` whenever ``module`` loads a state dict.
 
     Works for ``module.load_state_dict`` and MMEngine's ``load_state_dict`` /
-    ``load_checkpoint`` (both call ``_load_from_state_dict``, which runs the pre-hooks
-    before copying anything).
+    ``load_checkpoint`` (both call ``_load_from_state_dict``, which runs the
+    pre-hooks before copying anything).
     """
     module.register_load_state_dict_pre_hook(_pre_hook)

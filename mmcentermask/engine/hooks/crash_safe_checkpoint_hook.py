@@ -1,32 +1,36 @@
 """MMEngine's ``CheckpointHook`` made safe against a kill at any moment.
 
-MMEngine 0.10.7 (``CheckpointHook._save_checkpoint_with_step``) deletes the oldest kept
-checkpoint *before* it writes the new one, and writes the new file in place. With
-``max_keep_ckpts=1`` a kill during the write leaves no complete checkpoint, and
-``work_dir/last_checkpoint`` names a file that is missing or truncated, so ``--resume``
+MMEngine 0.10.7 (``CheckpointHook._save_checkpoint_with_step``) deletes the
+oldest kept checkpoint *before* it writes the new one, and writes the new file
+in place. With ``max_keep_ckpts=1`` a kill during the write leaves no complete
+checkpoint, and ``work_dir/last_checkpoint`` names a file that is missing or
+truncated, so ``--resume``
 cannot continue. This hook changes the order only:
 
-1. write the new checkpoint to a hidden temporary file ``.iter_N.pth.tmp`` next to it,
-   flush it to disk, and rename it to ``iter_N.pth`` (``os.replace`` is atomic);
-2. point ``last_checkpoint`` at it (also written to a temporary file and renamed);
+1. write the new checkpoint to a hidden temporary file ``.iter_N.pth.tmp`` next
+   to it, flush it to disk, and rename it to ``iter_N.pth`` (``os.replace`` is
+   atomic);
+2. point ``last_checkpoint`` at it (also written to a temporary file and
+   renamed);
 3. only then delete the checkpoint that fell out of ``max_keep_ckpts``.
 
-A kill at any moment therefore leaves ``last_checkpoint`` naming a complete file. The
-kept-checkpoint bookkeeping stored in the checkpoint (``message_hub`` ``keep_ckpt_ids``)
-is MMEngine's. A kill between steps 2 and 3 leaves one extra old checkpoint on disk
-(never a missing one). Temporary files of a killed save are removed when training
-starts again.
+A kill at any moment therefore leaves ``last_checkpoint`` naming a complete
+file. The kept-checkpoint bookkeeping stored in the checkpoint (``message_hub``
+``keep_ckpt_ids``) is MMEngine's. A kill between steps 2 and 3 leaves one extra
+old checkpoint on disk (never a missing one). Temporary files of a killed save
+are removed when training starts again.
 
-It also stores torch's random number generator state (CPU, and CUDA when available) in
-each checkpoint (``checkpoint['rng_state']``) and restores it when training resumes from
-that checkpoint, so the iterations after ``--resume`` draw the same random numbers as an
-uninterrupted run (MMEngine restores the model, optimizer, schedulers and message hub,
-and replays the data sampler; it re-seeds torch instead of restoring its state). numpy's
-and Python's generators are reproduced by MMEngine's replay of the skipped batches,
+It also stores torch's random number generator state (CPU, and CUDA when
+available) in each checkpoint (``checkpoint['rng_state']``) and restores it
+when training resumes from that checkpoint, so the iterations after
+``--resume`` draw the same random numbers as an uninterrupted run (MMEngine
+restores the model, optimizer, schedulers and message hub, and replays the data
+sampler; it re-seeds torch instead of restoring its state). numpy's and
+Python's generators are reproduced by MMEngine's replay of the skipped batches,
 since MMDetection's transforms are their only users in the main process.
 
-Only local ``out_dir`` folders get this treatment; other storage backends fall back to
-MMEngine's behaviour.
+Only local ``out_dir`` folders get this treatment; other storage backends fall
+back to MMEngine's behaviour.
 """
 import glob
 import os
@@ -70,11 +74,13 @@ def _write_text_atomic(path: str, text: str) -> None:
 class CrashSafeCheckpointHook(CheckpointHook):
     """``CheckpointHook`` whose saves survive ``kill -9`` at any moment.
 
-    Takes every argument of :class:`mmengine.hooks.CheckpointHook` (``interval``,
+    Takes every argument of :class:`mmengine.hooks.CheckpointHook`
+    (``interval``,
     ``by_epoch``, ``max_keep_ckpts``, ``save_best``, ...), plus:
 
     Args:
-        save_rng_state (bool): Store torch's generator state in each checkpoint and
+        save_rng_state (bool): Store torch's generator state in each checkpoint
+        and
             restore it on resume. Defaults to True.
     """
 
@@ -84,7 +90,8 @@ class CrashSafeCheckpointHook(CheckpointHook):
         self._resumed_rng: Optional[dict] = None
         self._resumed_iter: Optional[int] = None
 
-    # -- random number generators -------------------------------------------------
+    # -- random number generators
+    # -------------------------------------------------
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         if self.save_rng_state:
             state = dict(torch=torch.get_rng_state())
@@ -108,11 +115,12 @@ class CrashSafeCheckpointHook(CheckpointHook):
             if 'cuda' in self._resumed_rng and torch.cuda.is_available():
                 torch.cuda.set_rng_state_all(self._resumed_rng['cuda'])
             runner.logger.info(
-                f'Restored the random number generator state of iteration {runner.iter}.'
-            )
+                'Restored the random number generator state of iteration '
+                f'{runner.iter}.')
         self._resumed_rng = None
 
-    # -- saving ---------------------------------------------------------------------
+    # -- saving
+    # ---------------------------------------------------------------------
     def _is_local(self) -> bool:
         return isinstance(getattr(self, 'file_backend', None), LocalBackend)
 

@@ -1,15 +1,17 @@
 """Stop training on a NaN or infinite loss, naming the loss and the iteration.
 
-MMDetection's :class:`~mmdet.engine.hooks.CheckInvalidLossHook` checks the total loss
-every 50 iterations and fails with an empty ``AssertionError`` (its message is the
-return value of ``logger.info``, i.e. ``None``). A run with too high a learning rate
-therefore trains on, writes NaN checkpoints and exits 0. This subclass checks every
-iteration by default, names each non-finite loss with its value and the iteration, and
-runs before :class:`~mmengine.hooks.CheckpointHook` in the same iteration (priority
-``ABOVE_NORMAL`` against ``VERY_LOW``), so no checkpoint with NaN weights is written:
-the last checkpoint on disk is the last good one. To skip such steps instead, use
-``optim_wrapper=dict(type='SkipNonFiniteOptimWrapper', max_skips=N, ...)``
-(:mod:`mmcentermask.engine.optimizers`); this hook then leaves the decision to it.
+MMDetection's :class:`~mmdet.engine.hooks.CheckInvalidLossHook` checks the
+total loss every 50 iterations and fails with an empty ``AssertionError`` (its
+message is the return value of ``logger.info``, i.e. ``None``). A run with too
+high a learning rate therefore trains on, writes NaN checkpoints and exits 0.
+This subclass checks every iteration by default, names each non-finite loss
+with its value and the iteration, and runs before
+:class:`~mmengine.hooks.CheckpointHook` in the same iteration (priority
+``ABOVE_NORMAL`` against ``VERY_LOW``), so no checkpoint with NaN weights is
+written: the last checkpoint on disk is the last good one. To skip such steps
+instead, use ``optim_wrapper=dict(type='SkipNonFiniteOptimWrapper',
+max_skips=N, ...)`` (:mod:`mmcentermask.engine.optimizers`); this hook then
+leaves the decision to it.
 """
 import math
 from typing import Optional
@@ -24,7 +26,8 @@ class NonFiniteLossHook(CheckInvalidLossHook):
     """Raise ``FloatingPointError`` when a training loss is NaN or infinite.
 
     Args:
-        interval (int): Check every ``interval`` iterations. Defaults to 1 (a check is
+        interval (int): Check every ``interval`` iterations. Defaults to 1 (a
+        check is
             a few scalar comparisons).
     """
 
@@ -53,11 +56,13 @@ class NonFiniteLossHook(CheckInvalidLossHook):
         if bad:
             names = ', '.join(f'{k}={v}' for k, v in bad.items())
             last = runner.message_hub.get_info('last_ckpt')
+            last = f'; the last checkpoint is {last}' if last else ''
             raise FloatingPointError(
                 f'Non-finite training loss at iteration {runner.iter + 1} '
-                f'(epoch {runner.epoch + 1}): {names}. Training stopped before a '
-                f'checkpoint with these weights was written'
-                f'{f"; the last checkpoint is {last}" if last else ""}. Usual causes: '
-                'too high a learning rate (lower optim_wrapper.optimizer.lr or add '
-                'optim_wrapper.clip_grad=dict(max_norm=...)), or invalid annotations '
-                '(boxes or polygons with NaN or infinite coordinates).')
+                f'(epoch {runner.epoch + 1}): {names}. Training stopped '
+                f'before a checkpoint with these weights was written{last}. '
+                'Usual causes: too high a learning rate (lower '
+                'optim_wrapper.optimizer.lr or add '
+                'optim_wrapper.clip_grad=dict(max_norm=...)), or invalid '
+                'annotations (boxes or polygons with NaN or infinite '
+                'coordinates).')
