@@ -1,4 +1,4 @@
-"""A hook that appends every iteration's raw losses to a file (for the resume tests).
+"""A hook appending every iteration's raw losses to a file (resume tests).
 
 Loaded by the test configs through ``custom_imports``; each line is
 ``iter<TAB>name=float.hex ...<TAB>end`` so a line torn by a kill is recognised.

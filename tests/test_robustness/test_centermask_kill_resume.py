@@ -1,5 +1,6 @@
-"""tools/train.py on a tiny CenterMask: kill -9 after a few iterations, --resume, and
-the five losses of every later iteration equal an uninterrupted run's, bit for bit.
+"""tools/train.py on a tiny CenterMask: kill -9 after a few iterations,
+--resume, and the five losses of every later iteration equal an uninterrupted
+run's, bit for bit.
 A killed process in a 2-process run ends the whole run instead of hanging."""
 import os
 import os.path as osp
@@ -34,12 +35,12 @@ model = dict(
                            fc_out_channels=64)))
 train_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True, poly2mask=False),
-    dict(type='Resize', scale=(96, 64), keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs')]
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True,
+    poly2mask=False), dict(type='Resize', scale=(96, 64), keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5), dict(type='PackDetInputs')]
 train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-                        dataset=dict(data_root=data_root, pipeline=train_pipeline))
+                        dataset=dict(data_root=data_root,
+                        pipeline=train_pipeline))
 val_dataloader = dict(num_workers=0, persistent_workers=False,
                       dataset=dict(data_root=data_root))
 test_dataloader = val_dataloader
@@ -164,8 +165,8 @@ def test_killed_process_ends_a_two_process_run(tiny_coco, tmp_path):
         out, _ = proc.communicate(timeout=180)  # no hang: the run ends
         assert proc.returncode != 0
         assert time.monotonic() - start < 180
-        assert 'SIGKILL' in out or 'Signal 9' in out or 'exitcode  : -9' in out, out[
-            -3000:]
+        killed = ('SIGKILL', 'Signal 9', 'exitcode  : -9')
+        assert any(k in out for k in killed), out[-3000:]
         assert osp.isfile(
             (tmp_path / 'w' / 'last_checkpoint').read_text().strip())
     finally:

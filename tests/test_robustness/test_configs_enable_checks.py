@@ -1,5 +1,6 @@
-"""Every shipped config trains with the crash-safe checkpoint hook and the non-finite
-loss stop; every CenterMask config reads its data through CheckedCocoDataset."""
+"""Every shipped config trains with the crash-safe checkpoint hook and the
+non-finite loss stop; every CenterMask config reads its data through
+CheckedCocoDataset."""
 import glob
 import os.path as osp
 

@@ -52,7 +52,7 @@ def test_resume_gives_the_losses_of_an_uninterrupted_run(reference, tmp_path):
 
 
 def test_stock_hook_resume_draws_other_random_numbers(reference, tmp_path):
-    """Why the hook stores torch's generator: MMEngine re-seeds it on resume."""
+    """Why the hook stores torch's generator: MMEngine re-seeds it."""
     train(tmp_path / 'work', tmp_path / 'a.txt', 4, hook='CheckpointHook')
     losses = train(
         tmp_path / 'work',
@@ -69,7 +69,7 @@ class Crash(Exception):
 
 
 def crash_on_third_write(monkeypatch):
-    """The third checkpoint write stops after half of its bytes (a kill mid-save)."""
+    """The third checkpoint write stops after half its bytes (a kill)."""
     put = LocalBackend.put
     count = {'writes': 0}
 
@@ -137,8 +137,9 @@ def wait_for_lines(path, n, proc, timeout):
 @pytest.mark.slow
 def test_kill_9_at_random_moments_never_loses_the_resumable_state(tmp_path):
     """Real SIGKILLs of a training process that saves a 16 MB checkpoint every
-    iteration (max_keep_ckpts=1); 5 kills at seeded random moments, then --resume to
-    the end. Every kill must leave last_checkpoint naming a complete checkpoint, and
+    iteration (max_keep_ckpts=1); 5 kills at seeded random moments, then
+    --resume to the end. Every kill must leave last_checkpoint naming a
+    complete checkpoint, and
     every logged loss must equal the uninterrupted run's."""
     script = osp.join(HERE, 'toy_train.py')
     iters, ballast = 40, 4_000_000

@@ -1,5 +1,5 @@
-"""CheckedCocoDataset: annotation mistakes are errors or counted warnings, RLE masks
-train with poly2mask=False, NaN polygons never reach the mask targets."""
+"""CheckedCocoDataset: annotation mistakes are errors or counted warnings, RLE
+masks train with poly2mask=False, NaN polygons never reach the mask targets."""
 import json
 import logging
 import shutil
@@ -42,7 +42,7 @@ def source(tmp_path_factory):
 
 
 def write(root, tmp_path, edit):
-    """A copy of the train split whose annotation file ``edit(dict)`` changed."""
+    """The train split's annotation file changed by ``edit(dict)``."""
     data = json.loads((root / 'annotations/train.json').read_text())
     edit(data)
     path = tmp_path / 'train.json'
@@ -174,7 +174,8 @@ def test_rle_masks_train_with_poly2mask_false(source, tmp_path, warnings_log):
     ]) > 0
     assert (masks.areas
             > 0).all()  # real masks: the mask and MaskIoU losses see them
-    # the polygons cover the RLE bitmap (IoU with the original polygon raster > 0.9)
+    # the polygons cover the RLE bitmap (IoU with the original polygon raster >
+    # 0.9)
     info = dataset.get_data_info(0)
     for inst, poly_ann in zip(info['instances'], [
             a for a in originals['annotations']
@@ -240,8 +241,9 @@ def test_images_with_only_invalid_boxes_are_counted(source, tmp_path,
 def test_training_step_on_crowd_rle_odd_boxes_and_an_empty_image(
         source, tmp_path):
     """Cases that work: a crowd RLE region (ignored), a zero-size box and a box
-    wholly outside the image (dropped), a box half outside (kept), an image with no
-    annotation; one training step of the tiny CenterMask gives five finite losses."""
+    wholly outside the image (dropped), a box half outside (kept), an image
+    with no annotation; one training step of the tiny CenterMask gives five
+    finite losses."""
     import torch
     from mmengine.dataset import pseudo_collate
     from detector_utils import LOSSES, tiny_cfg

@@ -1,5 +1,6 @@
-"""Images the demo and the pipeline meet: odd formats and sizes work, unreadable
-files are named with the reason and skipped, the summary counts what was written."""
+"""Images the demo and the pipeline meet: odd formats and sizes work,
+unreadable files are named with the reason and skipped, the summary counts
+what was written."""
 import os
 import os.path as osp
 import subprocess
@@ -18,7 +19,7 @@ from mmcentermask.utils.image_check import unreadable_reason
 
 
 def _load_demo():
-    """tools/demo.py as a module (tools/ is not a package; keep it off sys.path)."""
+    """tools/demo.py as a module (tools/ stays off sys.path)."""
     import importlib.util
     spec = importlib.util.spec_from_file_location(
         'mmcentermask_demo_tool', osp.join(REPO_ROOT, 'tools', 'demo.py'))
@@ -38,7 +39,8 @@ model = dict(
     roi_head=dict(
         mask_roi_extractor=dict(out_channels=32),
         mask_head=dict(in_channels=32, conv_out_channels=32),
-        mask_iou_head=dict(in_channels=32, conv_out_channels=32, fc_out_channels=64)),
+        mask_iou_head=dict(in_channels=32, conv_out_channels=32,
+        fc_out_channels=64)),
     test_cfg=dict(fcos=dict(score_thr=0.0)))
 test_pipeline = [
     dict(type='LoadImageFromFile'),
@@ -61,7 +63,7 @@ def shapes_image(h, w, channels=3, dtype=np.uint8, seed=0):
 
 @pytest.fixture(scope='module')
 def folder(tmp_path_factory):
-    """Readable images of every kind the issue lists, plus three broken files."""
+    """Readable images of every kind the issue lists, and 3 broken files."""
     root = tmp_path_factory.mktemp('images')
     good = {
         'plain.png': shapes_image(48, 64),
@@ -143,8 +145,9 @@ def test_folder_draws_every_readable_file_and_lists_the_rest(
     assert f'skipped {root / "empty.png"}: empty file (0 bytes)' in err
     assert f'skipped {root / "truncated.png"}: truncated' in err
     assert f'skipped {root / "notes.txt"}: not an image' in err
-    assert f'{len(good)} pictures written to {tmp_path / "out" / "vis"}; 3 files ' \
-           'skipped' in proc.stdout
+    vis = tmp_path / 'out' / 'vis'
+    assert f'{len(good)} pictures written to {vis}; 3 files skipped' in \
+        proc.stdout
     for name in good:  # every picture is a real image of the input's size
         drawn = cv2.imread(str(tmp_path / 'out' / 'vis' / name))
         src = cv2.imread(str(root / name), cv2.IMREAD_UNCHANGED)

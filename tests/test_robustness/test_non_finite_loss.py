@@ -1,5 +1,6 @@
-"""NonFiniteLossHook stops training at the first NaN/inf loss, naming the loss and
-the iteration, before a checkpoint of the broken weights is written."""
+"""NonFiniteLossHook stops training at the first NaN/inf loss, naming the loss
+and the iteration, before a checkpoint of the broken weights is written;
+SkipNonFiniteOptimWrapper skips such steps and counts them."""
 import os
 
 import pytest
@@ -26,7 +27,8 @@ def test_diverging_run_stops_before_saving_nan_weights(tmp_path):
     message = str(info.value)
     assert f'Non-finite training loss at iteration {bad_iter} ' in message
     assert 'loss=' in message and 'learning rate' in message
-    assert f'iter_{bad_iter - 1}.pth' in message  # names the last good checkpoint
+    # names the last good checkpoint
+    assert f'iter_{bad_iter - 1}.pth' in message
     assert not (work / f'iter_{bad_iter}.pth').exists()
     kept = [p for p in os.listdir(work) if p.endswith('.pth')]
     assert kept == [f'iter_{bad_iter - 1}.pth']
@@ -52,7 +54,7 @@ def test_finite_run_is_untouched(tmp_path):
 
 
 class Poison(Hook):
-    """NaN losses at the given iterations; records the weights after each one."""
+    """NaN losses at the given iterations; records the weights after each."""
 
     def __init__(self, iters):
         self.iters, self.weights = set(iters), {}

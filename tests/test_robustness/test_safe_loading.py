@@ -1,5 +1,6 @@
-"""Local checkpoints load with weights_only=True and MMEngine's allow-list: a real
-Runner checkpoint loads, a crafted one is refused before anything in it runs."""
+"""Local checkpoints load with weights_only=True and MMEngine's allow-list: a
+real Runner checkpoint loads, a crafted one is refused before anything in it
+runs."""
 import builtins
 import os
 import pickle

@@ -1,5 +1,6 @@
-"""A checkpoint that mostly does not fit the model is an error naming the counts and
-the converter; NaN weights are refused; legitimate partial loads pass."""
+"""A checkpoint that mostly does not fit the model is an error naming the
+counts and the converter; NaN weights are refused; legitimate partial loads
+pass."""
 import pytest
 import torch
 from mmdet.registry import MODELS
@@ -77,7 +78,7 @@ def test_another_model_is_refused(detector, tmp_path):
 
 
 def test_unconverted_imagenet_vovnet_into_pretrained_backbone(tmp_path):
-    """init_cfg=Pretrained on a timm-layout file stops and names vovnet2mmdet.py."""
+    """Pretrained on a timm-layout file stops and names vovnet2mmdet.py."""
     source = {
         'stem.0.conv.weight': torch.zeros(64, 3, 3, 3),
         'stages.0.blocks.0.conv_reduction.conv.weight':

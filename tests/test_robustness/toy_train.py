@@ -1,13 +1,14 @@
-"""A tiny MMEngine training run for the checkpoint tests (in-process or as a script).
+"""A tiny MMEngine training run for the checkpoint tests (in-process or as a
+script).
 
     python toy_train.py WORK_DIR LOSS_LOG MAX_ITERS [--resume] [--hook TYPE]
         [--ballast N]
 
-Iteration-based loop, checkpoint every iteration with ``max_keep_ckpts=1`` (the quick
-start's setting), shuffled data and dropout (so the losses depend on the sampler and
-torch's generator), and a ``ballast`` buffer of N floats that makes each checkpoint
-large, so that a save takes most of an iteration's time. Each iteration appends
-``iter<TAB>loss<TAB>end`` (``float.hex``, exact) to LOSS_LOG.
+Iteration-based loop, checkpoint every iteration with ``max_keep_ckpts=1`` (the
+quick start's setting), shuffled data and dropout (so the losses depend on the
+sampler and torch's generator), and a ``ballast`` buffer of N floats that makes
+each checkpoint large, so that a save takes most of an iteration's time. Each
+iteration appends ``iter<TAB>loss<TAB>end`` (``float.hex``, exact) to LOSS_LOG.
 """
 import argparse
 import os
@@ -46,7 +47,7 @@ class DropoutToy(BaseModel):
 
 
 class LossLog(Hook):
-    """Append ``iter<TAB>loss.hex()<TAB>end`` per iteration (flushed each line)."""
+    """Append ``iter<TAB>loss.hex()<TAB>end`` per iteration (flushed)."""
 
     priority = 'HIGHEST'
 
@@ -110,7 +111,7 @@ def build_runner(work_dir,
 
 
 def read_losses(path):
-    """{iteration: loss} of a LOSS_LOG; a torn last line (a kill) is skipped."""
+    """{iteration: [loss, ...]} of a LOSS_LOG; torn lines are skipped."""
     losses = {}
     if not os.path.exists(path):
         return losses
