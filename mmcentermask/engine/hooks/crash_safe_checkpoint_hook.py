@@ -91,7 +91,6 @@ class CrashSafeCheckpointHook(CheckpointHook):
         self._resumed_iter: Optional[int] = None
 
     # -- random number generators
-    # -------------------------------------------------
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         if self.save_rng_state:
             state = dict(torch=torch.get_rng_state())
@@ -120,7 +119,6 @@ class CrashSafeCheckpointHook(CheckpointHook):
         self._resumed_rng = None
 
     # -- saving
-    # ---------------------------------------------------------------------
     def _is_local(self) -> bool:
         return isinstance(getattr(self, 'file_backend', None), LocalBackend)
 
