@@ -164,7 +164,7 @@ def _explain(filename: str, error: Exception, trusted: bool) -> Exception:
     size = osp.getsize(filename)
     if size == 0:
         reason = 'the file is empty (0 bytes)'
-    elif zipfile.is_zipfile(filename) or 'zip archive' in text:
+    elif _starts_like_zip(filename) or 'zip archive' in text:
         reason = (f'the archive is damaged or truncated ({size} bytes): '
                   f'{detail}')
     else:
@@ -174,6 +174,12 @@ def _explain(filename: str, error: Exception, trusted: bool) -> Exception:
         f'{filename} is not a readable PyTorch checkpoint: {reason}. Give the '
         '.pth file written by MMEngine (work_dir/iter_*.pth) or by a '
         'converter in tools/model_converters/.')
+
+
+def _starts_like_zip(filename: str) -> bool:
+    """Whether the file begins as ``torch.save``'s zip archive does."""
+    with open(filename, 'rb') as f:
+        return f.read(4) == b'PK\x03\x04' or zipfile.is_zipfile(filename)
 
 
 def _detail(text: str) -> str:

@@ -13,6 +13,7 @@ iteration appends ``iter<TAB>loss<TAB>end`` (``float.hex``, exact) to LOSS_LOG.
 import argparse
 import os
 import sys
+import uuid
 
 import torch
 import torch.nn as nn
@@ -107,6 +108,9 @@ def build_runner(work_dir,
         randomness=dict(seed=0),
         resume=resume,
         default_scope='mmdet',
+        # a fresh MessageHub / logger per run (MMEngine names them by the
+        # timestamp, so two runs in one second would share the loss history)
+        experiment_name=f'toy_{uuid.uuid4().hex}',
         log_level='WARNING')
 
 
