@@ -5,19 +5,30 @@
 
 Uses MMDetection's ``DetInferencer`` (masks, boxes, class names and scores
 drawn by ``DetLocalVisualizer``); pictures go to ``OUT_DIR/vis/``.
+
+A folder is processed file by file: every file that decodes as an image is
+drawn, whatever its extension's case; the others are listed on stderr with the
+reason (empty, truncated, not an image) and skipped. The summary counts the
+pictures really written; the exit code is 1 when none (or not all readable
+inputs) were written, or when a single input file is not a readable image.
 """
 import argparse
 import os
 import os.path as osp
 import sys
-from typing import List, Union
+from typing import List, Tuple, Union
 
 import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mmcentermask  # noqa: E402,F401
+from mmcentermask.utils.image_check import unreadable_reason  # noqa: E402
 
 VIDEO_EXTS = ('.mp4', '.avi', '.mov', '.mkv', '.webm')
+# Extensions OpenCV can write the drawn picture under (it keeps the name).
+WRITABLE_EXTS = ('.jpg', '.jpeg', '.jpe', '.png', '.bmp', '.dib', '.tif',
+                 '.tiff', '.webp', '.jp2', '.pbm', '.pgm', '.ppm', '.pxm',
+                 '.pnm', '.sr', '.ras', '.exr', '.hdr', '.pic')
 
 
 def parse_args() -> argparse.Namespace:
@@ -26,20 +37,53 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('config', help='model config file')
     parser.add_argument('checkpoint', help='checkpoint file')
     parser.add_argument('--out-dir', default='outputs/demo')
-    parser.add_argument('--score-thr', type=float, default=0.3,
-                        help='draw detections with a score at least this')
+    parser.add_argument(
+        '--score-thr',
+        type=float,
+        default=0.3,
+        help='draw detections with a score at least this')
     parser.add_argument('--device', default='cpu')
-    parser.add_argument('--frame-step', type=int, default=10,
-                        help='for videos: draw every N-th frame')
+    parser.add_argument(
+        '--frame-step',
+        type=int,
+        default=10,
+        help='for videos: draw every N-th frame')
     return parser.parse_args()
 
 
-def load_inputs(path: str, frame_step: int) -> Union[str, List[np.ndarray]]:
-    """Image path or folder as is; the sampled frames of a video as arrays."""
-    if not osp.exists(path):
-        raise FileNotFoundError(f'demo input {path} does not exist')
-    if not path.lower().endswith(VIDEO_EXTS):
-        return path
+def collect_images(path: str) -> Tuple[List[str], List[Tuple[str, str]]]:
+    """Readable images of a file or folder, and the skipped files with reasons.
+
+    A folder contributes every regular file whose content decodes as an image,
+    whatever the case of its extension (``.JPG``, ``.Png``); nothing is chosen
+    by extension.
+    """
+    if osp.isdir(path):
+        files = sorted(
+            osp.join(path, name) for name in os.listdir(path)
+            if osp.isfile(osp.join(path, name)))
+    else:
+        files = [path]
+    images, skipped = [], []
+    for file in files:
+        if file.lower().endswith(VIDEO_EXTS) and osp.isdir(path):
+            skipped.append((file, 'a video: give it as INPUT on its own'))
+            continue
+        reason = unreadable_reason(file)
+        ext = osp.splitext(file)[1].lower()
+        if reason is None and ext not in WRITABLE_EXTS:
+            reason = (
+                'an image, but the picture cannot be written under its '
+                f'extension {ext or "(none)"!r}; rename it to .png or .jpg')
+        if reason is None:
+            images.append(file)
+        else:
+            skipped.append((file, reason))
+    return images, skipped
+
+
+def load_video(path: str, frame_step: int) -> List[np.ndarray]:
+    """The sampled frames of a video as BGR arrays."""
     import mmcv
     video = mmcv.VideoReader(path)
     frames = [frame for i, frame in enumerate(video) if i % frame_step == 0]
@@ -48,17 +92,57 @@ def load_inputs(path: str, frame_step: int) -> Union[str, List[np.ndarray]]:
     return frames
 
 
-def main() -> None:
+def main() -> int:
     args = parse_args()
+    if not osp.exists(args.input):
+        raise FileNotFoundError(f'demo input {args.input} does not exist')
+    skipped: List[Tuple[str, str]] = []
+    if osp.isfile(args.input) and args.input.lower().endswith(VIDEO_EXTS):
+        inputs: Union[List[str],
+                      List[np.ndarray]] = load_video(args.input,
+                                                     args.frame_step)
+        expected = None
+    else:
+        inputs, skipped = collect_images(args.input)
+        expected = [osp.basename(p) for p in inputs]
+        for file, reason in skipped:
+            print(f'skipped {file}: {reason}', file=sys.stderr)
+        if not inputs:
+            what = 'folder has no readable image' if osp.isdir(
+                args.input) else 'file is not a readable image'
+            print(
+                f'error: {args.input}: the {what}; nothing was drawn.',
+                file=sys.stderr)
+            return 1
     from mmdet.apis import DetInferencer
-    inferencer = DetInferencer(model=args.config, weights=args.checkpoint,
-                               device=args.device, show_progress=True)
-    inputs = load_inputs(args.input, args.frame_step)
+    inferencer = DetInferencer(
+        model=args.config,
+        weights=args.checkpoint,
+        device=args.device,
+        show_progress=True)
     os.makedirs(args.out_dir, exist_ok=True)
-    inferencer(inputs, out_dir=args.out_dir, pred_score_thr=args.score_thr,
-               no_save_pred=False)
-    print(f'pictures written to {osp.join(args.out_dir, "vis")}')
+    vis_dir = osp.join(args.out_dir, 'vis')
+    before = set(os.listdir(vis_dir)) if osp.isdir(vis_dir) else set()
+    inferencer(
+        inputs,
+        out_dir=args.out_dir,
+        pred_score_thr=args.score_thr,
+        no_save_pred=False)
+    if expected is None:  # video frames: the inferencer names them
+        written = sorted(set(os.listdir(vis_dir)) -
+                         before) if osp.isdir(vis_dir) else []
+    else:
+        written = [n for n in expected if osp.isfile(osp.join(vis_dir, n))]
+    print(f'{len(written)} pictures written to {vis_dir}' + (
+        f'; {len(skipped)} files skipped (listed above)' if skipped else ''))
+    missing = [] if expected is None else sorted(set(expected) - set(written))
+    if missing or not written:
+        print(
+            f'error: no picture was written for {missing or args.input}',
+            file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

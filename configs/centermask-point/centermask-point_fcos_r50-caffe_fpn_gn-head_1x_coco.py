@@ -59,3 +59,6 @@ val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(metric=['bbox', 'segm'])
 test_evaluator = val_evaluator
+# crash-safe checkpoints and a stop on non-finite losses, as every config
+default_hooks = dict(checkpoint=dict(type='CrashSafeCheckpointHook'))
+custom_hooks = [dict(type='NonFiniteLossHook')]

@@ -116,6 +116,10 @@ param_scheduler = [
         milestones=[100, 120],
         gamma=0.1)
 ]
-default_hooks = dict(checkpoint=dict(interval=10, max_keep_ckpts=3))
+# crash-safe checkpoints and a stop on non-finite losses, as every config
+default_hooks = dict(
+    checkpoint=dict(
+        type='CrashSafeCheckpointHook', interval=10, max_keep_ckpts=3))
+custom_hooks = [dict(type='NonFiniteLossHook')]
 # The learning rate is for 8 GPUs x 16 images; --auto-scale-lr scales it.
 auto_scale_lr = dict(base_batch_size=128)

@@ -185,12 +185,15 @@ tta_pipeline = [
             ]
         ])
 ]
+# CheckedCocoDataset: mmdet's CocoDataset that checks the annotation file while loading it
+# (class names, category ids, NaN/degenerate polygons, RLE with poly2mask=False, empty set).
 train_dataloader = dict(
     batch_size=2,  # x 8 GPUs = the authors' batch of 16
     num_workers=2,
     sampler=dict(type='InfiniteSampler', shuffle=True),
-    dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+    dataset=dict(type='CheckedCocoDataset', pipeline=train_pipeline))
+val_dataloader = dict(
+    dataset=dict(type='CheckedCocoDataset', pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 # Schedule "3x": 270k iterations at batch 16, steps at 210k and 250k,
@@ -220,7 +223,20 @@ optim_wrapper = dict(
     paramwise_cfg=dict(norm_decay_mult=0.0))
 auto_scale_lr = dict(enable=False, base_batch_size=16)
 
+# CrashSafeCheckpointHook: MMEngine's CheckpointHook that survives a kill mid-save and
+# restores torch's RNG on resume; NonFiniteLossHook stops at the first NaN/inf loss before
+# a checkpoint is written (mmcentermask/engine/hooks/).
 default_hooks = dict(
-    checkpoint=dict(by_epoch=False, interval=10000, max_keep_ckpts=3))
+    checkpoint=dict(
+        type='CrashSafeCheckpointHook',
+        by_epoch=False,
+        interval=10000,
+        max_keep_ckpts=3))
 log_processor = dict(by_epoch=False)
-custom_hooks = [dict(type='NumClassCheckHook')]
+# FuseConvBNHook: the backbone BNs folded into their convs before
+# tools/test.py (exact up to float32 rounding, see the hook).
+custom_hooks = [
+    dict(type='NumClassCheckHook'),
+    dict(type='NonFiniteLossHook'),
+    dict(type='FuseConvBNHook')
+]

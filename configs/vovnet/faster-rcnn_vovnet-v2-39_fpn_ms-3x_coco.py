@@ -5,6 +5,9 @@
 _base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_ms-3x_coco.py'
 
 custom_imports = dict(imports=['mmcentermask'], allow_failed_imports=False)
+# Crash-safe checkpoints and a stop on NaN/inf losses (mmcentermask/engine/hooks/).
+default_hooks = dict(checkpoint=dict(type='CrashSafeCheckpointHook'))
+custom_hooks = [dict(type='NonFiniteLossHook')]
 
 model = dict(
     data_preprocessor=dict(

@@ -9,6 +9,9 @@ _base_ = (
     'fcos_r50-caffe_fpn_gn-head-center-normbbox-centeronreg-giou_1x_coco.py')
 
 custom_imports = dict(imports=['mmcentermask'], allow_failed_imports=False)
+# Crash-safe checkpoints and a stop on NaN/inf losses (mmcentermask/engine/hooks/).
+default_hooks = dict(checkpoint=dict(type='CrashSafeCheckpointHook'))
+custom_hooks = [dict(type='NonFiniteLossHook')]
 
 model = dict(
     data_preprocessor=dict(

@@ -1,5 +1,7 @@
+from .checked_coco import CheckedCocoDataset
 from .shapes import CLASSES, make_image, make_split
 from .transforms import *  # noqa: F401,F403
 from .transforms import __all__ as _transforms_all
 
-__all__ = ['CLASSES', 'make_image', 'make_split'] + _transforms_all
+__all__ = ['CLASSES', 'CheckedCocoDataset', 'make_image', 'make_split'
+           ] + _transforms_all

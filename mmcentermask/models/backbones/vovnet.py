@@ -41,6 +41,8 @@ from mmdet.models.layers import ChannelAttention
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 
+from mmcentermask.utils.weight_check import guard_weight_loading
+
 #: Output stride of stage2..stage5.
 STAGE_STRIDES: Tuple[int, ...] = (4, 8, 16, 32)
 
@@ -589,6 +591,7 @@ class VoVNet(BaseModule):
         ]
         self.out_strides = [STAGE_STRIDES[i] for i in self.out_indices]
         self._freeze_stages()
+        guard_weight_loading(self)  # unconverted or foreign weights are an error
 
     @staticmethod
     def _check_out_indices(out_indices: Sequence[int]) -> Tuple[int, ...]:

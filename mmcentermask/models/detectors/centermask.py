@@ -12,6 +12,9 @@ from mmdet.structures import OptSampleList, SampleList
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from torch import Tensor, nn
 
+from mmcentermask.utils.weight_check import guard_weight_loading
+from .inference_settings import check_test_cfg
+
 # mmcv ops whose kernels index their input as contiguous NCHW and silently
 # compute garbage on a channels-last tensor.
 NCHW_ONLY_OPS = (RoIAlign, DeformConv2d, ModulatedDeformConv2d)
@@ -92,6 +95,8 @@ class CenterMask(SingleStageDetector):
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
         check_num_classes(self)
+        guard_weight_loading(self)  # unconverted or foreign weights are an error
+        check_test_cfg(test_cfg)  # missing or out-of-range test settings, now
         self.channels_last = channels_last
         if channels_last:
             for module in self.modules():

@@ -1,0 +1,3 @@
+from .skip_non_finite_optim_wrapper import SkipNonFiniteOptimWrapper
+
+__all__ = ['SkipNonFiniteOptimWrapper']

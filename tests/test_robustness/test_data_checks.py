@@ -1,0 +1,333 @@
+"""CheckedCocoDataset: annotation mistakes are errors or counted warnings, RLE
+masks train with poly2mask=False, NaN polygons never reach the mask targets."""
+import json
+import logging
+import shutil
+
+import numpy as np
+import pytest
+from mmdet.registry import DATASETS, MODELS
+from mmdet.utils import register_all_modules
+from mmengine.logging import MMLogger
+from pycocotools import mask as mask_utils
+
+import mmcentermask  # noqa: F401
+from mmcentermask.datasets import make_split
+
+register_all_modules()
+CLASSES = ('circle', 'rectangle', 'triangle')
+PIPELINE = [
+    dict(type='LoadImageFromFile'),
+    dict(
+        type='LoadAnnotations',
+        with_bbox=True,
+        with_mask=True,
+        poly2mask=False),
+    dict(type='PackDetInputs')
+]
+
+
+@pytest.fixture(scope='module')
+def source(tmp_path_factory):
+    root = tmp_path_factory.mktemp('checked')
+    make_split(
+        str(root),
+        'train',
+        4,
+        seed=3,
+        size_range=(64, 80),
+        max_shapes=3,
+        empty_every=0)
+    return root
+
+
+def write(root, tmp_path, edit):
+    """The train split's annotation file changed by ``edit(dict)``."""
+    data = json.loads((root / 'annotations/train.json').read_text())
+    edit(data)
+    path = tmp_path / 'train.json'
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def build(root, ann_file, classes=CLASSES, pipeline=PIPELINE, **kwargs):
+    kwargs.setdefault('filter_cfg', dict(filter_empty_gt=True, min_size=0))
+    return DATASETS.build(
+        dict(
+            type='CheckedCocoDataset',
+            data_root=str(root),
+            ann_file=ann_file,
+            data_prefix=dict(img='train/'),
+            metainfo=dict(classes=classes),
+            pipeline=pipeline,
+            **kwargs))
+
+
+@pytest.fixture
+def warnings_log():
+    records = []
+
+    class Keep(logging.Handler):
+
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    logger = MMLogger.get_current_instance()
+    handler = Keep(level=logging.WARNING)
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)
+
+
+def test_clean_file_loads_without_warnings(source, tmp_path, warnings_log):
+    dataset = build(source, write(source, tmp_path, lambda d: None))
+    assert len(dataset) == 4
+    assert not [r for r in warnings_log if 'CheckedCocoDataset' in r]
+
+
+def test_misspelt_class_stops_with_the_close_name(source, tmp_path):
+    ann = write(source, tmp_path, lambda d: None)
+    with pytest.raises(ValueError) as info:
+        build(source, ann, classes=('circle', 'rectangel', 'triangle'))
+    message = str(info.value)
+    assert "'rectangel' (did you mean 'rectangle'?)" in message
+    assert ann in message
+
+
+def test_bad_json_names_the_file(source, tmp_path):
+    path = tmp_path / 'broken.json'
+    path.write_text('{"images": [], "annotations": [,]}')
+    with pytest.raises(
+            ValueError, match=r'broken.json is not valid JSON: .* line 1'):
+        build(source, str(path))
+
+
+def test_unknown_category_ids_are_counted_or_stop(source, tmp_path,
+                                                  warnings_log):
+
+    def edit(data):
+        data['annotations'][0]['category_id'] = 99
+        data['annotations'][1]['category_id'] = 99
+
+    ann = write(source, tmp_path, edit)
+    build(source, ann)
+    assert any(
+        '2 annotations with a category_id the file does not declare (ids 99)'
+        in r for r in warnings_log)
+    with pytest.raises(ValueError, match='category_id 99'):
+        build(source, ann, unknown_categories='error')
+
+
+def test_non_finite_and_degenerate_polygons_are_dropped_with_a_count(
+        source, tmp_path, warnings_log):
+
+    def edit(data):
+        anns = data['annotations']
+        anns[0]['segmentation'][0][3] = float('nan')  # its only polygon
+        anns[1]['segmentation'].append([1.0, 2.0, 3.0, 4.0])  # 2 points, extra
+        anns[2]['bbox'][2] = float('inf')
+
+    ann = write(source, tmp_path, edit)
+    dataset = build(source, ann)
+    message = next(r for r in warnings_log if 'CheckedCocoDataset' in r)
+    assert '1 annotations with a NaN/infinite box were dropped' in message
+    assert '1 polygons with NaN/infinite coordinates were dropped' in message
+    assert '1 polygons with fewer than 3 points were dropped' in message
+    assert '1 annotations left without a valid polygon were dropped' in message
+    total = sum(
+        len(dataset.get_data_info(i)['instances'])
+        for i in range(len(dataset)))
+    original = len(
+        json.loads(
+            (source / 'annotations/train.json').read_text())['annotations'])
+    assert total == original - 2
+    for i in range(len(dataset)):  # nothing non-finite reaches the pipeline
+        for inst in dataset.get_data_info(i)['instances']:
+            assert np.isfinite(inst['bbox']).all()
+            assert all(
+                np.isfinite(p).all() and len(p) >= 6 for p in inst['mask'])
+
+
+def test_rle_masks_train_with_poly2mask_false(source, tmp_path, warnings_log):
+    originals = json.loads((source / 'annotations/train.json').read_text())
+
+    def edit(data):
+        for ann, img in ((a,
+                          next(i for i in data['images']
+                               if i['id'] == a['image_id']))
+                         for a in data['annotations']):
+            rles = mask_utils.frPyObjects(ann['segmentation'], img['height'],
+                                          img['width'])
+            rle = mask_utils.merge(rles)
+            ann['segmentation'] = dict(
+                size=rle['size'], counts=rle['counts'].decode())
+
+    ann = write(source, tmp_path, edit)
+    dataset = build(source, ann)
+    assert any('RLE masks were converted to polygons' in r
+               for r in warnings_log)
+    sample = dataset[0]['data_samples']
+    masks = sample.gt_instances.masks
+    assert len(masks) == len([
+        a for a in originals['annotations']
+        if a['image_id'] == dataset.get_data_info(0)['img_id']
+    ]) > 0
+    assert (masks.areas
+            > 0).all()  # real masks: the mask and MaskIoU losses see them
+    # the polygons cover the RLE bitmap (IoU with the original polygon raster >
+    # 0.9)
+    info = dataset.get_data_info(0)
+    for inst, poly_ann in zip(info['instances'], [
+            a for a in originals['annotations']
+            if a['image_id'] == info['img_id']
+    ]):
+        h, w = info['height'], info['width']
+        ours = mask_utils.decode(
+            mask_utils.merge(mask_utils.frPyObjects(inst['mask'], h, w)))
+        theirs = mask_utils.decode(
+            mask_utils.merge(
+                mask_utils.frPyObjects(poly_ann['segmentation'], h, w)))
+        iou = (ours & theirs).sum() / max((ours | theirs).sum(), 1)
+        assert iou > 0.8, iou
+
+
+def test_stock_coco_dataset_ignores_rle_with_poly2mask_false(source, tmp_path):
+    """The MMDetection behaviour the conversion exists for."""
+
+    def edit(data):
+        img = data['images'][0]
+        for ann in data['annotations']:
+            rle = mask_utils.merge(
+                mask_utils.frPyObjects(ann['segmentation'], img['height'],
+                                       img['width']))
+            ann['segmentation'] = dict(
+                size=rle['size'], counts=rle['counts'].decode())
+
+    ann = write(source, tmp_path, edit)
+    stock = DATASETS.build(
+        dict(
+            type='CocoDataset',
+            data_root=str(source),
+            ann_file=ann,
+            data_prefix=dict(img='train/'),
+            metainfo=dict(classes=CLASSES),
+            pipeline=PIPELINE))
+    assert len(stock[0]['data_samples'].gt_instances) == 0
+
+
+def test_empty_training_set_is_one_clear_line(source, tmp_path):
+    ann = write(source, tmp_path, lambda d: d.update(annotations=[]))
+    with pytest.raises(
+            ValueError,
+            match='No training image left in .*train.json: 4 '
+            'images read, none with a usable annotation'):
+        build(source, ann)
+    build(source, ann, test_mode=True)  # evaluation of an empty set is fine
+
+
+def test_images_with_only_invalid_boxes_are_counted(source, tmp_path,
+                                                    warnings_log):
+
+    def edit(data):
+        for ann in data['annotations']:
+            if ann['image_id'] == 1:
+                ann['bbox'] = [10, 10, 0, 0]  # zero-size
+
+    build(source, write(source, tmp_path, edit))
+    assert any('1 images have annotations but none valid' in r
+               for r in warnings_log)
+
+
+def test_training_step_on_crowd_rle_odd_boxes_and_an_empty_image(
+        source, tmp_path):
+    """Cases that work: a crowd RLE region (ignored), a zero-size box and a box
+    wholly outside the image (dropped), a box half outside (kept), an image
+    with no annotation; one training step of the tiny CenterMask gives five
+    finite losses."""
+    import torch
+    from mmengine.dataset import pseudo_collate
+    from detector_utils import LOSSES, tiny_cfg
+
+    def edit(data):
+        ids = [img['id'] for img in data['images']]
+        img1 = next(i for i in data['images'] if i['id'] == ids[0])
+        rle = mask_utils.encode(
+            np.asfortranarray(
+                np.pad(
+                    np.ones((10, 12), np.uint8),
+                    ((5, img1['height'] - 15), (5, img1['width'] - 17)))))
+        anns = [a for a in data['annotations'] if a['image_id'] not in ids[:3]]
+        anns += [
+            dict(
+                id=1001,
+                image_id=ids[0],
+                category_id=1,
+                iscrowd=1,
+                area=120.0,
+                bbox=[5, 5, 12, 10],
+                segmentation=dict(
+                    size=rle['size'], counts=rle['counts'].decode())),
+            dict(
+                id=1002,
+                image_id=ids[1],
+                category_id=2,
+                iscrowd=0,
+                area=0.0,
+                bbox=[10, 10, 0, 0],
+                segmentation=[[10, 10, 10, 10, 10, 10]]),
+            dict(
+                id=1003,
+                image_id=ids[1],
+                category_id=2,
+                iscrowd=0,
+                area=100.0,
+                bbox=[500, 500, 10, 10],
+                segmentation=[[500, 500, 510, 500, 510, 510, 500, 510]]),
+            dict(
+                id=1004,
+                image_id=ids[1],
+                category_id=3,
+                iscrowd=0,
+                area=200.0,
+                bbox=[-10, 20, 20, 20],
+                segmentation=[[-10, 20, 10, 20, 10, 40, -10, 40]]),
+        ]
+        data['annotations'] = anns  # ids[2]: no annotation at all
+
+    dataset = build(source, write(source, tmp_path, edit), filter_cfg=None)
+    samples = [dataset[i] for i in range(len(dataset))]
+    by_id = {s['data_samples'].img_id: s['data_samples'] for s in samples}
+    ids = sorted(by_id)
+    assert len(by_id[ids[0]].gt_instances) == 0
+    assert len(by_id[ids[0]].ignored_instances) == 1  # the crowd region
+    assert len(by_id[ids[1]].gt_instances) == 1  # only the half-outside box
+    assert by_id[ids[1]].gt_instances.labels.tolist() == [2]
+    assert len(by_id[ids[2]].gt_instances) == 0  # the empty image
+    torch.manual_seed(0)
+    model = MODELS.build(tiny_cfg())
+    model.train()
+    data = model.data_preprocessor(pseudo_collate(samples), True)
+    losses = model.loss(data['inputs'], data['data_samples'])
+    assert set(losses) == set(LOSSES)
+    total = sum(losses.values())
+    assert torch.isfinite(total), losses
+    total.backward()
+
+
+@pytest.mark.parametrize('kind,reason',
+                         [('empty', r'empty file \(0 bytes\)'),
+                          ('truncated', 'truncated or corrupt PNG')])
+def test_unreadable_image_in_the_dataset_is_named(source, tmp_path, kind,
+                                                  reason):
+    root = tmp_path / 'root'
+    shutil.copytree(source, root)
+    data = json.loads((root / 'annotations/train.json').read_text())
+    image = root / 'train' / data['images'][0]['file_name']
+    image.write_bytes(b'' if kind == 'empty' else image.read_bytes()[:200])
+    dataset = build(root, str(root / 'annotations/train.json'))
+    index = next(
+        i for i in range(len(dataset))
+        if dataset.get_data_info(i)['img_path'] == str(image))
+    with pytest.raises(ValueError, match=reason) as info:
+        dataset[index]
+    assert str(image) in str(info.value)
