@@ -76,18 +76,17 @@ def pytorch_and_onnx(model: torch.nn.Module, runner: ONNXRuntimeCenterMask,
     return pairs
 
 
-def match(reference: DetDataSample, onnx: DetDataSample) -> np.ndarray:
-    """Index into the ONNX detections of every PyTorch detection: same class
-    and the closest box, one to one (the order may differ on exact score
-    ties). Fails if the sets differ."""
-    ref, ort = reference.pred_instances, onnx.pred_instances
-    assert len(ref) == len(ort), (
-        f'{len(ort)} ONNX Runtime detections, PyTorch {len(ref)}')
-    ref_boxes = ref.bboxes.double().numpy()
-    cost = np.abs(ref_boxes[:, None] - ort.bboxes.double().numpy()[None]).max(
-        -1)
-    cost[ref.labels.numpy()[:, None] != ort.labels.numpy()[None]] = np.inf
-    index = np.full(len(ref), -1)
+def match_boxes(ref_boxes: np.ndarray, ref_labels: np.ndarray,
+                boxes: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Index into ``boxes`` of every reference box: same class and the
+    closest box, one to one (the order may differ on exact score ties).
+    Fails if the sets differ."""
+    assert len(ref_boxes) == len(boxes), (
+        f'{len(boxes)} ONNX Runtime detections, PyTorch {len(ref_boxes)}')
+    cost = np.abs(ref_boxes.astype(np.float64)[:, None] -
+                  boxes.astype(np.float64)[None]).max(-1)
+    cost[ref_labels[:, None] != labels[None]] = np.inf
+    index = np.full(len(ref_boxes), -1)
     for flat in np.argsort(cost, axis=None):
         i, j = np.unravel_index(flat, cost.shape)
         if not np.isfinite(cost[i, j]):
@@ -99,6 +98,13 @@ def match(reference: DetDataSample, onnx: DetDataSample) -> np.ndarray:
         f'PyTorch detections {missing.tolist()} have no same-class ONNX '
         'Runtime detection')
     return index
+
+
+def match(reference: DetDataSample, onnx: DetDataSample) -> np.ndarray:
+    """:func:`match_boxes` of two samples' ``pred_instances``."""
+    ref, ort = reference.pred_instances, onnx.pred_instances
+    return match_boxes(ref.bboxes.numpy(), ref.labels.numpy(),
+                       ort.bboxes.numpy(), ort.labels.numpy())
 
 
 def compare(reference: DetDataSample,

@@ -76,12 +76,15 @@ def main() -> None:
     args = parse_args()
     from mmdet.apis import init_detector
     from mmengine.config import Config
+    from mmengine.runner import load_checkpoint
 
-    from mmcentermask.deploy import export_onnx
+    from mmcentermask.deploy import check_exportable, export_onnx
     cfg = Config.fromfile(args.config)
     shape = tuple(args.shape) if args.shape else default_shape(cfg)
-    model = init_detector(cfg, args.checkpoint, device='cpu')
+    model = init_detector(cfg, None, device='cpu')
     try:
+        check_exportable(model)
+        load_checkpoint(model, args.checkpoint, map_location='cpu')
         export_onnx(model, args.out, shape, dynamic=args.dynamic,
                     opset=args.opset)
     except (NotImplementedError, TypeError, ValueError) as error:
