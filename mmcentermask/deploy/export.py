@@ -28,7 +28,7 @@ the test pipeline, normalisation and padding (the data preprocessor),
 rescaling to the original image, clipping and mask pasting.
 """
 import warnings
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from mmcv.ops import DeformConv2d, ModulatedDeformConv2d, RoIAlign
@@ -370,7 +370,7 @@ def export_onnx(detector: CenterMask,
                 output_file: str,
                 input_shape: Tuple[int, int],
                 dynamic: bool = False,
-                opset: int = DEFAULT_OPSET) -> List[str]:
+                opset: int = DEFAULT_OPSET) -> None:
     """Export a CenterMask detector to one ONNX file.
 
     Args:
@@ -380,9 +380,6 @@ def export_onnx(detector: CenterMask,
             tracing; the only accepted input size unless ``dynamic``.
         dynamic (bool): Let the input height and width vary.
         opset (int): ONNX opset, at least 16 (RoiAlign ``half_pixel``).
-
-    Returns:
-        list[str]: The graph's input names.
 
     Raises:
         ValueError: An opset below 16.
@@ -409,4 +406,3 @@ def export_onnx(detector: CenterMask,
             input_names=list(INPUT_NAMES),
             output_names=list(OUTPUT_NAMES),
             dynamic_axes=dynamic_axes)
-    return list(INPUT_NAMES)

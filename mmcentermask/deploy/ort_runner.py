@@ -194,7 +194,8 @@ class ONNXRuntimeCenterMask:
                     img_meta: dict) -> InstanceData:
         """Host-side post-processing of one image's graph outputs: boxes to
         the original image, clipped, empty boxes dropped, masks pasted
-        (``CenterMaskRoIHead``'s own steps, as in PyTorch).
+        (``CenterMaskRoIHead``'s own steps, as in PyTorch). The one place
+        where the runner calls the RoI head's post-processing.
 
         Args:
             outputs (Sequence[ndarray]): ``boxes`` (n, 4), ``scores`` (n, ),

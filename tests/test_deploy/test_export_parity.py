@@ -4,11 +4,13 @@ an image without detections; fixed-size exports; what cannot be exported."""
 import sys
 from pathlib import Path
 
+import mmcv
 import numpy as np
 import pytest
 import torch
 from mmengine.config import Config
 
+from mmcentermask.datasets import make_image
 from mmcentermask.deploy import (CenterMaskExportModule, check_exportable,
                                  export_onnx)
 
@@ -140,13 +142,11 @@ def test_opset_below_16_is_refused(tmp_path):
                     opset=13)
 
 
-def test_runner_returns_samples_from_paths(tiny):
+def test_runner_returns_samples_from_paths(tiny, tmp_path):
     """The inference pipeline path (``infer``): file and array inputs."""
-    import mmcv
-    from mmcentermask.datasets import make_image
-    model, runner = tiny
+    _, runner = tiny
     image, _ = make_image(np.random.default_rng(3), 120, 90, 3)
-    path = str(Path(runner.session._model_path).parent / 'image.png')
+    path = str(tmp_path / 'image.png')
     mmcv.imwrite(image, path)
     from_file, from_array = runner.infer([path, image])
     for result in (from_file, from_array):
@@ -154,4 +154,3 @@ def test_runner_returns_samples_from_paths(tiny):
         assert result.ori_shape == (120, 90)
     torch.testing.assert_close(from_file.pred_instances.scores,
                                from_array.pred_instances.scores)
-

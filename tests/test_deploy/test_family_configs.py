@@ -9,7 +9,9 @@ weights give mask probabilities near 0.5 and unnormalised MaskIoU outputs,
 so the masks are compared as probabilities, not pasted. Random weights
 (unnormalised heads, MaskIoU outputs up to ~30, regression through deep
 random backbones) also amplify the float32 noise of the two runtimes
-(measured up to 3.3e-3 px on V2-99 boxes, 1.3e-4 on mask probabilities),
+(measured up to 3.3e-3 px on V2-99 boxes, 2.8e-4 on V2-57/V2-99/X-101
+scores, 2.1e-3 on X-101 mask probabilities, 3e-4 of the magnitude on mask
+scores),
 so the tolerances here are wider than the issue's (1e-3 px, 1e-5), which
 are met and tested with the golden weights (test_golden_parity.py); a
 wrong level, offset or class would still differ by far more."""
@@ -39,8 +41,9 @@ DCN_CONFIGS = [p for p in CONFIGS if '-dcn_' in p]
 FAST = ('v2-19', 'mobilenet')
 CHANNELS = 32
 RANDOM_WEIGHTS_BOX_ATOL = 1e-2  # px
-RANDOM_WEIGHTS_SCORE_ATOL = 1e-4  # scores; mask scores: x their magnitude
-RANDOM_WEIGHTS_MASK_PROB_ATOL = 1e-3
+RANDOM_WEIGHTS_SCORE_ATOL = 1e-3
+RANDOM_WEIGHTS_MASK_SCORE_RTOL = 1e-3  # of the largest |mask score|
+RANDOM_WEIGHTS_MASK_PROB_ATOL = 1e-2
 
 
 def stem(path: str) -> str:
@@ -127,7 +130,7 @@ def test_config_exports_with_pytorch_results(path, tmp_path):
         mask_scores,
         expected[4],
         rtol=0,
-        atol=RANDOM_WEIGHTS_SCORE_ATOL * magnitude)
+        atol=RANDOM_WEIGHTS_MASK_SCORE_RTOL * magnitude)
 
 
 @pytest.mark.parametrize('path', DCN_CONFIGS, ids=stem)

@@ -21,7 +21,8 @@ import tempfile
 import time
 from typing import Callable, List
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, REPO_ROOT)
 import mmcentermask  # noqa: E402,F401
 
 

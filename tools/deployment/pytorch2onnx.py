@@ -17,7 +17,8 @@ import os.path as osp
 import sys
 from typing import Tuple
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__)))))
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+sys.path.insert(0, REPO_ROOT)
 import mmcentermask  # noqa: E402,F401
 from mmcentermask.deploy.export import DEFAULT_OPSET  # noqa: E402
 
