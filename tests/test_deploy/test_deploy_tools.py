@@ -6,14 +6,12 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 from mmengine.config import Config
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from deploy_utils import REPO_ROOT, build_model  # noqa: E402
+from deploy_utils import REPO_ROOT, build_model
 
 QUICK_START = str(REPO_ROOT / 'configs/centermask/'
                   'centermask-lite_vovnet-v2-19-slim-dw_fpn-64_1xb8-1600i_'

@@ -1,8 +1,6 @@
 """ONNX Runtime against PyTorch on tiny random-weight CenterMask models:
 same detections at the export size, at another size (dynamic axes), none on
 an image without detections; fixed-size exports; what cannot be exported."""
-import sys
-from pathlib import Path
 
 import mmcv
 import numpy as np
@@ -10,14 +8,11 @@ import pytest
 import torch
 from mmengine.config import Config
 
+from deploy_utils import REPO_ROOT, build_model, compare, export
+from detector_utils import sample, tiny_cfg
 from mmcentermask.datasets import make_image
 from mmcentermask.deploy import (CenterMaskExportModule, check_exportable,
                                  export_onnx)
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from deploy_utils import (REPO_ROOT, build_model, compare,  # noqa: E402
-                          export)
-from detector_utils import sample, tiny_cfg  # noqa: E402
 
 LITE = REPO_ROOT / ('configs/centermask/'
                     'centermask-lite_vovnet-v2-19-slim-dw_fpn_ms-4x_coco.py')

@@ -17,8 +17,6 @@ are met and tested with the golden weights (test_golden_parity.py); a
 wrong level, offset or class would still differ by far more."""
 import glob
 import os.path as osp
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -26,13 +24,9 @@ import torch
 from mmengine.config import Config
 from torch.nn.modules.batchnorm import _BatchNorm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from deploy_utils import (REPO_ROOT, build_model, export,  # noqa: E402
-                          match_boxes)
-from detector_utils import sample  # noqa: E402
-
-from mmcentermask.deploy import (CenterMaskExportModule,  # noqa: E402
-                                 check_exportable)
+from deploy_utils import REPO_ROOT, build_model, export, match_boxes
+from detector_utils import sample
+from mmcentermask.deploy import CenterMaskExportModule, check_exportable
 
 CONFIGS = sorted(
     glob.glob(str(REPO_ROOT / 'configs/centermask/centermask*_coco.py')))

@@ -8,18 +8,15 @@ pasted masks IoU >= 0.99.
 V-39 (about 5 s per PyTorch forward pass and a 200 MB export) is marked
 slow."""
 import functools
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from mmengine.config import Config
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from deploy_utils import (BOX_RTOL_OF_SIDE, GOLDEN_CONFIGS,  # noqa: E402
-                          REPO_ROOT, compare, export, golden_model,
-                          pytorch_and_onnx)
-from golden_utils import golden_dir, require_golden_dir  # noqa: E402
+from deploy_utils import (BOX_RTOL_OF_SIDE, GOLDEN_CONFIGS, REPO_ROOT,
+                          compare, export, golden_model, pytorch_and_onnx)
+from golden_utils import golden_dir, require_golden_dir
 
 #: padded network inputs of the two images (both variants fit in it)
 EXPORT_SHAPE = (608, 928)
