@@ -2,6 +2,7 @@
 
     python tools/demo.py INPUT CONFIG CHECKPOINT [--out-dir outputs/demo]
         [--score-thr 0.3] [--device cpu] [--frame-step 10]
+        [--backend pytorch|onnxruntime]
 
 Uses MMDetection's ``DetInferencer`` (masks, boxes, class names and scores
 drawn by ``DetLocalVisualizer``); pictures go to ``OUT_DIR/vis/``.
@@ -11,6 +12,11 @@ drawn, whatever its extension's case; the others are listed on stderr with the
 reason (empty, truncated, not an image) and skipped. The summary counts the
 pictures really written; the exit code is 1 when none (or not all readable
 inputs) were written, or when a single input file is not a readable image.
+
+With ``--backend onnxruntime`` CHECKPOINT is a model exported by
+``tools/deployment/pytorch2onnx.py``, run by
+:class:`mmcentermask.deploy.ONNXRuntimeCenterMask` and drawn by the same
+visualizer.
 """
 import argparse
 import os
@@ -35,7 +41,8 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('input', help='image file, folder or video file')
     parser.add_argument('config', help='model config file')
-    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('checkpoint',
+                        help='checkpoint file (.onnx file for onnxruntime)')
     parser.add_argument('--out-dir', default='outputs/demo')
     parser.add_argument(
         '--score-thr',
@@ -48,6 +55,11 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=10,
         help='for videos: draw every N-th frame')
+    parser.add_argument(
+        '--backend',
+        choices=('pytorch', 'onnxruntime'),
+        default='pytorch',
+        help='run the PyTorch checkpoint or an exported .onnx model')
     return parser.parse_args()
 
 
@@ -92,6 +104,37 @@ def load_video(path: str, frame_step: int) -> List[np.ndarray]:
     return frames
 
 
+def onnxruntime_demo(args: argparse.Namespace,
+                     inputs: Union[List[str], List[np.ndarray]],
+                     vis_dir: str) -> None:
+    """Draw the predictions of an exported model run by ONNX Runtime into
+    ``vis_dir`` (file names as ``DetInferencer`` gives them)."""
+    import mmcv
+    from mmdet.registry import DATASETS, VISUALIZERS
+
+    from mmcentermask.deploy import ONNXRuntimeCenterMask
+    runner = ONNXRuntimeCenterMask(args.config, args.checkpoint)
+    dataset_cfg = runner.cfg.test_dataloader.dataset
+    metainfo = dict(DATASETS.get(dataset_cfg.type).METAINFO)
+    metainfo.update(dataset_cfg.get('metainfo') or {})
+    visualizer = VISUALIZERS.build(
+        dict(runner.cfg.visualizer, name='onnxruntime_demo'))
+    visualizer.dataset_meta = metainfo
+    for i, image in enumerate(inputs):
+        name = osp.basename(image) if isinstance(image, str) \
+            else f'{i:08d}.jpg'
+        sample = runner.infer([image])[0]
+        rgb = (mmcv.imread(image, channel_order='rgb')
+               if isinstance(image, str) else image[..., ::-1])
+        visualizer.add_datasample(
+            name,
+            rgb,
+            sample,
+            draw_gt=False,
+            pred_score_thr=args.score_thr,
+            out_file=osp.join(vis_dir, name))
+
+
 def main() -> int:
     args = parse_args()
     if not osp.exists(args.input):
@@ -114,20 +157,23 @@ def main() -> int:
                 f'error: {args.input}: the {what}; nothing was drawn.',
                 file=sys.stderr)
             return 1
-    from mmdet.apis import DetInferencer
-    inferencer = DetInferencer(
-        model=args.config,
-        weights=args.checkpoint,
-        device=args.device,
-        show_progress=True)
     os.makedirs(args.out_dir, exist_ok=True)
     vis_dir = osp.join(args.out_dir, 'vis')
     before = set(os.listdir(vis_dir)) if osp.isdir(vis_dir) else set()
-    inferencer(
-        inputs,
-        out_dir=args.out_dir,
-        pred_score_thr=args.score_thr,
-        no_save_pred=False)
+    if args.backend == 'onnxruntime':
+        onnxruntime_demo(args, inputs, vis_dir)
+    else:
+        from mmdet.apis import DetInferencer
+        inferencer = DetInferencer(
+            model=args.config,
+            weights=args.checkpoint,
+            device=args.device,
+            show_progress=True)
+        inferencer(
+            inputs,
+            out_dir=args.out_dir,
+            pred_score_thr=args.score_thr,
+            no_save_pred=False)
     if expected is None:  # video frames: the inferencer names them
         written = sorted(set(os.listdir(vis_dir)) -
                          before) if osp.isdir(vis_dir) else []
