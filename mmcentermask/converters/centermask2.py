@@ -11,13 +11,13 @@ Part tables (source prefix -> target prefix, key function):
 =====================================  ===============  =========================================
 centermask2 prefix                     our prefix       key table
 =====================================  ===============  =========================================
-``backbone.bottom_up.`` (VoVNet)       ``backbone.``    :func:`~.key_tables.vovnet.c2_vovnet_key_to_mmdet`
-``backbone.bottom_up.`` (ResNet/X)     ``backbone.``    :func:`~.key_tables.resnet.c2_resnet_key_to_mmdet`
+``backbone.bottom_up.`` (VoVNet)       ``backbone.``    :func:`~.key_tables.vovnet.centermask2_vovnet_key_to_mmdet`
+``backbone.bottom_up.`` (ResNet/X)     ``backbone.``    :func:`~.key_tables.resnet.centermask2_resnet_key_to_mmdet`
 ``backbone.bottom_up.`` (MobileNetV2)  ``backbone.``    :func:`~.key_tables.mobilenet_v2.mobilenetv2_key_to_mmdet`
-``backbone.`` (FPN, P6/P7)             ``neck.``        :func:`~.key_tables.fpn.c2_fpn_key_to_mmdet`
-``proposal_generator.fcos_head.``      ``bbox_head.``   ``c2_fcos_head_key_to_mmdet`` (FCOS head
+``backbone.`` (FPN, P6/P7)             ``neck.``        :func:`~.key_tables.fpn.centermask2_fpn_key_to_mmdet`
+``proposal_generator.fcos_head.``      ``bbox_head.``   ``fcos_head_key_to_mmdet`` (FCOS head
                                                         module); ``scales.{l}.scale`` (1, ) -> ()
-``roi_heads.mask_head.``,              ``roi_head.``    :func:`~.key_tables.mask_branch.c2_mask_branch_key_to_mmdet`
+``roi_heads.mask_head.``,              ``roi_head.``    :func:`~.key_tables.mask_branch.centermask2_mask_branch_key_to_mmdet`
 ``roi_heads.maskiou_head.``
 ``pixel_mean``, ``pixel_std``          (dropped)        checked against the config's
                                                         ``data_preprocessor`` mean / std first
@@ -42,14 +42,14 @@ from torch import Tensor
 from .checkpoint_io import load_config, target_state_dict
 from .engine import (Conversion, ConversionError, Part, run_parts,
                      strip_module_prefix)
-from .key_tables.fcos_head import c2_fcos_head_key_to_mmdet
-from .key_tables.fpn import c2_fpn_key_to_mmdet
-from .key_tables.mask_branch import c2_mask_branch_key_to_mmdet
+from .key_tables.fcos_head import fcos_head_key_to_mmdet
+from .key_tables.fpn import centermask2_fpn_key_to_mmdet
+from .key_tables.mask_branch import centermask2_mask_branch_key_to_mmdet
 from .key_tables.mobilenet_v2 import (MNV2_CONV2_REASON, MOBILENET_TYPES,
                                       mobilenetv2_conv2_fill,
                                       mobilenetv2_key_to_mmdet)
-from .key_tables.resnet import RESNET_TYPES, c2_resnet_key_to_mmdet
-from .key_tables.vovnet import c2_vovnet_key_to_mmdet
+from .key_tables.resnet import RESNET_TYPES, centermask2_resnet_key_to_mmdet
+from .key_tables.vovnet import centermask2_vovnet_key_to_mmdet
 
 #: Backbone types with a key table.
 VOVNET_TYPES = ('VoVNet', )
@@ -118,9 +118,9 @@ def centermask2_backbone_part(backbone_cfg: dict) -> Part:
     backbone type."""
     kind = backbone_cfg['type']
     if kind in VOVNET_TYPES:
-        key_fn = c2_vovnet_key_to_mmdet
+        key_fn = centermask2_vovnet_key_to_mmdet
     elif kind in RESNET_TYPES:
-        key_fn = c2_resnet_key_to_mmdet
+        key_fn = centermask2_resnet_key_to_mmdet
     elif kind in MOBILENET_TYPES:
         key_fn = mobilenetv2_key_to_mmdet
     else:
@@ -136,11 +136,11 @@ def centermask2_parts(cfg) -> List[Part]:
     return [
         centermask2_backbone_part(cfg.model.backbone),
         Part('fpn', 'backbone.', 'neck.',
-             lambda k: c2_fpn_key_to_mmdet(k, num_ins=num_ins)),
+             lambda k: centermask2_fpn_key_to_mmdet(k, num_ins=num_ins)),
         Part('fcos', 'proposal_generator.fcos_head.', 'bbox_head.',
-             c2_fcos_head_key_to_mmdet, reshape_to_target),
+             fcos_head_key_to_mmdet, reshape_to_target),
         Part('mask_branch', 'roi_heads.', 'roi_head.',
-             c2_mask_branch_key_to_mmdet),
+             centermask2_mask_branch_key_to_mmdet),
     ]
 
 

@@ -10,9 +10,9 @@ the conversion with the list), with MB's key layout and value conventions:
 maskrcnn-benchmark prefix / key              our prefix       table / transformation
 ===========================================  ===============  ====================================
 ``module.`` (DDP)                            --               stripped
-``backbone.body.`` VoVNet                    ``backbone.``    :func:`~.key_tables.vovnet.mb_vovnet_key_to_mmdet`
+``backbone.body.`` VoVNet                    ``backbone.``    :func:`~.key_tables.vovnet.maskrcnn_benchmark_vovnet_key_to_mmdet`
                                                               (DCN ``conv.offset`` / ``conv.conv``)
-``backbone.body.`` ResNet / ResNeXt          ``backbone.``    :func:`~.key_tables.resnet.mb_resnet_key_to_mmdet`
+``backbone.body.`` ResNet / ResNeXt          ``backbone.``    :func:`~.key_tables.resnet.maskrcnn_benchmark_resnet_key_to_mmdet`
 ``backbone.body.`` MobileNetV2               ``backbone.``    :func:`~.key_tables.mobilenet_v2.mobilenetv2_key_to_mmdet`
 backbone FrozenBN ``running_var``            ``...running_var``  MB's FrozenBN has no eps:
                                                               stored as ``var - 1e-5`` (clamped > 0,
@@ -52,13 +52,14 @@ from .centermask2 import (VOVNET_TYPES, mobilenet_extra_fill,
 from .checkpoint_io import load_config, target_state_dict
 from .engine import (FROZEN_BN_EPS, Conversion, ConversionError, Part,
                      fold_frozen_bn_eps, run_parts, strip_module_prefix)
-from .key_tables.fcos_head import c2_fcos_head_key_to_mmdet
-from .key_tables.fpn import mb_fpn_key_to_mmdet
-from .key_tables.mask_branch import (BACKGROUND_ROW_KEYS,
-                                     mb_mask_branch_key_to_mmdet)
+from .key_tables.fcos_head import fcos_head_key_to_mmdet
+from .key_tables.fpn import maskrcnn_benchmark_fpn_key_to_mmdet
+from .key_tables.mask_branch import (
+    BACKGROUND_ROW_KEYS, maskrcnn_benchmark_mask_branch_key_to_mmdet)
 from .key_tables.mobilenet_v2 import MOBILENET_TYPES, mobilenetv2_key_to_mmdet
-from .key_tables.resnet import RESNET_TYPES, mb_resnet_key_to_mmdet
-from .key_tables.vovnet import mb_vovnet_key_to_mmdet
+from .key_tables.resnet import (RESNET_TYPES,
+                                maskrcnn_benchmark_resnet_key_to_mmdet)
+from .key_tables.vovnet import maskrcnn_benchmark_vovnet_key_to_mmdet
 
 #: maskrcnn-benchmark's ``INPUT.PIXEL_MEAN`` (BGR, std 1) of every CenterMask
 #: config.
@@ -83,9 +84,9 @@ def maskrcnn_benchmark_backbone_part(backbone_cfg: dict) -> Tuple[Part, Dict[str
     counters (``folded``, ``clamped``) the fold updates while converting."""
     kind = backbone_cfg['type']
     if kind in VOVNET_TYPES:
-        key_fn = mb_vovnet_key_to_mmdet
+        key_fn = maskrcnn_benchmark_vovnet_key_to_mmdet
     elif kind in RESNET_TYPES:
-        key_fn = mb_resnet_key_to_mmdet
+        key_fn = maskrcnn_benchmark_resnet_key_to_mmdet
     elif kind in MOBILENET_TYPES:
         key_fn = mobilenetv2_key_to_mmdet
     else:
@@ -114,11 +115,11 @@ def maskrcnn_benchmark_parts(cfg) -> Tuple[List[Part], Dict[str, int]]:
     return [
         backbone,
         Part('fpn', 'backbone.fpn.', 'neck.',
-             lambda k: mb_fpn_key_to_mmdet(k, num_ins=num_ins)),
-        Part('fcos', 'rpn.head.', 'bbox_head.', c2_fcos_head_key_to_mmdet,
+             lambda k: maskrcnn_benchmark_fpn_key_to_mmdet(k, num_ins=num_ins)),
+        Part('fcos', 'rpn.head.', 'bbox_head.', fcos_head_key_to_mmdet,
              reshape_to_target),
         Part('mask_branch', 'roi_heads.', 'roi_head.',
-             mb_mask_branch_key_to_mmdet, drop_background_row),
+             maskrcnn_benchmark_mask_branch_key_to_mmdet, drop_background_row),
     ], counts
 
 

@@ -28,7 +28,8 @@ from torch import Tensor
 
 from .engine import (MODULE_PREFIX, Conversion, ConversionError, Part,
                      fold_frozen_bn_eps, run_parts)
-from .key_tables.vovnet import (c2_vovnet_key_to_mmdet, mb_vovnet_key_to_mmdet,
+from .key_tables.vovnet import (centermask2_vovnet_key_to_mmdet,
+                                maskrcnn_benchmark_vovnet_key_to_mmdet,
                                 timm_vovnet_key_to_mmdet)
 
 #: Detector backbone prefixes stripped before mapping.
@@ -37,8 +38,8 @@ BACKBONE_PREFIXES: Tuple[str, ...] = ('backbone.bottom_up.', 'backbone.body.')
 CLASSIFIER_PREFIXES: Tuple[str, ...] = ('fc.', 'head.', 'classifier.')
 CLASSIFIER_REASON = 'ImageNet classifier, not part of the backbone'
 KEY_MAPPERS: Dict[str, Callable[[str], str]] = {
-    'centermask2': c2_vovnet_key_to_mmdet,
-    'maskrcnn_benchmark': mb_vovnet_key_to_mmdet,
+    'centermask2': centermask2_vovnet_key_to_mmdet,
+    'maskrcnn_benchmark': maskrcnn_benchmark_vovnet_key_to_mmdet,
     'timm': timm_vovnet_key_to_mmdet,
 }
 SOURCE_FORMATS: Tuple[str, ...] = tuple(KEY_MAPPERS)

@@ -29,10 +29,10 @@ from mmcentermask.converters import (COCO_CLASSES, ConversionError,
 from mmcentermask.converters.cli import convert_checkpoint_file
 from mmcentermask.converters.engine import \
     NUM_BATCHES_TRACKED_REASON as NBT_REASON
-from mmcentermask.converters.key_tables.fpn import c2_fpn_key_to_mmdet
+from mmcentermask.converters.key_tables.fpn import centermask2_fpn_key_to_mmdet
 from mmcentermask.converters.key_tables.mobilenet_v2 import (
     MNV2_CONV2_REASON, mobilenetv2_key_to_mmdet)
-from mmcentermask.converters.key_tables.resnet import c2_resnet_key_to_mmdet
+from mmcentermask.converters.key_tables.resnet import centermask2_resnet_key_to_mmdet
 
 CONFIG_DIR = REPO_ROOT / 'configs' / 'centermask'
 SLOW = pytest.mark.slow
@@ -173,7 +173,7 @@ def test_golden_manifest_layout(variant, config):
     ('res4.1.conv2_offset.bias', 'layer3.1.conv2.conv_offset.bias'),
 ])
 def test_resnet_keys(key, expected):
-    assert c2_resnet_key_to_mmdet(key) == expected
+    assert centermask2_resnet_key_to_mmdet(key) == expected
 
 
 @pytest.mark.parametrize('key', [
@@ -182,7 +182,7 @@ def test_resnet_keys(key, expected):
 ])
 def test_resnet_rejects(key):
     with pytest.raises(KeyError):
-        c2_resnet_key_to_mmdet(key)
+        centermask2_resnet_key_to_mmdet(key)
 
 
 @pytest.mark.parametrize('key,expected', [
@@ -218,7 +218,7 @@ def test_mobilenetv2_rejects(key):
     ('top_block.p7.bias', 'fpn_convs.4.conv.bias'),
 ])
 def test_fpn_keys(key, expected):
-    assert c2_fpn_key_to_mmdet(key) == expected
+    assert centermask2_fpn_key_to_mmdet(key) == expected
 
 
 @pytest.mark.parametrize('key', [
@@ -227,7 +227,7 @@ def test_fpn_keys(key, expected):
 ])
 def test_fpn_rejects(key):
     with pytest.raises(KeyError):
-        c2_fpn_key_to_mmdet(key)
+        centermask2_fpn_key_to_mmdet(key)
 
 
 # --------------------------------------------------------------------------
@@ -261,7 +261,7 @@ def _backbone_equivalence(reference, backbone_cfg, table, atol=1e-4):
 def test_resnet50_caffe_forward_matches_detectron2_layout():
     cfg = Config.fromfile(
         config_path('centermask_r50-caffe_fpn_ms-3x_coco')).model.backbone
-    _backbone_equivalence(D2ResNet(50), cfg, c2_resnet_key_to_mmdet)
+    _backbone_equivalence(D2ResNet(50), cfg, centermask2_resnet_key_to_mmdet)
 
 
 @SLOW
@@ -272,7 +272,7 @@ def test_resnext_pytorch_style_forward_matches_detectron2_layout():
         config_path('centermask_x101-32x8d_fpn_ms-3x_coco')).model.backbone
     cfg.depth = 50
     _backbone_equivalence(
-        D2ResNet(50, 32, 8, stride_in_1x1=False), cfg, c2_resnet_key_to_mmdet)
+        D2ResNet(50, 32, 8, stride_in_1x1=False), cfg, centermask2_resnet_key_to_mmdet)
 
 
 def test_mobilenetv2_forward_matches_tonylins_layout():

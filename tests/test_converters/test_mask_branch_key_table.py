@@ -8,12 +8,12 @@ from roi_head_cfg import centermask_roi_head_cfg
 
 from mmcentermask.converters.engine import Part
 from mmcentermask.converters.key_tables.mask_branch import \
-    c2_mask_branch_key_to_mmdet
+    centermask2_mask_branch_key_to_mmdet
 
 VARIANT = 'lite_v19_slim_dw'
 C2_PREFIX = 'roi_heads.'
 MASK_BRANCH_PART = Part('mask_branch', C2_PREFIX, 'roi_head.',
-                        c2_mask_branch_key_to_mmdet)
+                        centermask2_mask_branch_key_to_mmdet)
 
 
 def lite_roi_head():
@@ -34,10 +34,10 @@ def test_converter_maps_every_mask_branch_key():
 
 
 def test_converter_single_keys_and_unknown_keys():
-    assert c2_mask_branch_key_to_mmdet(
+    assert centermask2_mask_branch_key_to_mmdet(
         'mask_head.spatialAtt.conv.weight') == \
         'mask_head.spatial_attention.conv.weight'
-    assert c2_mask_branch_key_to_mmdet('maskiou_head.maskiou_fc2.bias') == \
+    assert centermask2_mask_branch_key_to_mmdet('maskiou_head.maskiou_fc2.bias') == \
         'mask_iou_head.fcs.1.bias'
     with pytest.raises(KeyError, match='mask_head.extra'):
-        c2_mask_branch_key_to_mmdet('mask_head.extra.weight')
+        centermask2_mask_branch_key_to_mmdet('mask_head.extra.weight')

@@ -24,10 +24,10 @@ from mmcentermask.converters import (ConversionError, build_target_model,
                                      convert_centermask2,
                                      convert_maskrcnn_benchmark,
                                      fold_frozen_bn_eps)
-from mmcentermask.converters.key_tables.fpn import mb_fpn_key_to_mmdet
+from mmcentermask.converters.key_tables.fpn import maskrcnn_benchmark_fpn_key_to_mmdet
 from mmcentermask.converters.key_tables.mask_branch import \
-    mb_mask_branch_key_to_mmdet
-from mmcentermask.converters.key_tables.resnet import mb_resnet_key_to_mmdet
+    maskrcnn_benchmark_mask_branch_key_to_mmdet
+from mmcentermask.converters.key_tables.resnet import maskrcnn_benchmark_resnet_key_to_mmdet
 from mmcentermask.converters.maskrcnn_benchmark import MB_PIXEL_MEAN
 
 CONFIG_DIR = REPO_ROOT / 'configs' / 'centermask'
@@ -166,7 +166,7 @@ def test_frozen_bn_fold_reproduces_eps_free_frozen_bn():
     ('layer2.1.conv2.offset.bias', 'layer2.1.conv2.conv_offset.bias'),
 ])
 def test_mb_resnet_keys(key, expected):
-    assert mb_resnet_key_to_mmdet(key) == expected
+    assert maskrcnn_benchmark_resnet_key_to_mmdet(key) == expected
 
 
 @pytest.mark.parametrize('key,expected', [
@@ -177,7 +177,7 @@ def test_mb_resnet_keys(key, expected):
     ('top_blocks.p7.bias', 'fpn_convs.4.conv.bias'),
 ])
 def test_mb_fpn_keys(key, expected):
-    assert mb_fpn_key_to_mmdet(key) == expected
+    assert maskrcnn_benchmark_fpn_key_to_mmdet(key) == expected
 
 
 @pytest.mark.parametrize('key,expected', [
@@ -191,7 +191,7 @@ def test_mb_fpn_keys(key, expected):
     ('maskiou.predictor.maskiou.weight', 'mask_iou_head.fc_mask_iou.weight'),
 ])
 def test_mb_mask_branch_keys(key, expected):
-    assert mb_mask_branch_key_to_mmdet(key) == expected
+    assert maskrcnn_benchmark_mask_branch_key_to_mmdet(key) == expected
 
 
 @pytest.mark.parametrize('key', [
@@ -199,8 +199,8 @@ def test_mb_mask_branch_keys(key, expected):
     'mask.feature_extractor.pooler.weight', 'layer5.0.conv1.weight'
 ])
 def test_mb_tables_reject(key):
-    for table in (mb_resnet_key_to_mmdet, mb_fpn_key_to_mmdet,
-                  mb_mask_branch_key_to_mmdet):
+    for table in (maskrcnn_benchmark_resnet_key_to_mmdet, maskrcnn_benchmark_fpn_key_to_mmdet,
+                  maskrcnn_benchmark_mask_branch_key_to_mmdet):
         with pytest.raises(KeyError):
             table(key)
 

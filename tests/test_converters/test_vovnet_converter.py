@@ -28,7 +28,7 @@ from mmcentermask.converters import (
     convert_timm_vovnet, convert_vovnet_state_dict, detect_vovnet_format,
     fold_frozen_bn_eps, load_source_state_dict)
 from mmcentermask.converters.key_tables.vovnet import (
-    c2_vovnet_key_to_mmdet, mb_vovnet_key_to_mmdet, timm_vovnet_key_to_mmdet)
+    centermask2_vovnet_key_to_mmdet, maskrcnn_benchmark_vovnet_key_to_mmdet, timm_vovnet_key_to_mmdet)
 from mmcentermask.models import VoVNet
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -346,7 +346,7 @@ def test_per_format_functions_equal_dispatcher():
         convert_vovnet_state_dict(timm_source).state_dict)
 
 
-C2_KEY, MB_KEY, TIMM_KEY = (c2_vovnet_key_to_mmdet, mb_vovnet_key_to_mmdet,
+C2_KEY, MB_KEY, TIMM_KEY = (centermask2_vovnet_key_to_mmdet, maskrcnn_benchmark_vovnet_key_to_mmdet,
                             timm_vovnet_key_to_mmdet)
 KEY_TABLE = [
     (C2_KEY, 'stem.stem_1/conv.weight', 'stem.0.conv.weight'),

@@ -25,9 +25,9 @@ from roi_head_cfg import centermask_roi_head_cfg
 from mmcentermask.converters.centermask2 import reshape_to_target
 from mmcentermask.converters.engine import Part
 from mmcentermask.converters.key_tables.fcos_head import \
-    c2_fcos_head_key_to_mmdet
+    fcos_head_key_to_mmdet
 from mmcentermask.converters.key_tables.mask_branch import \
-    c2_mask_branch_key_to_mmdet
+    centermask2_mask_branch_key_to_mmdet
 from mmcentermask.models import AdaptiveLevelRoIExtractor
 
 HeadOutputs = Tuple[List[torch.Tensor], List[torch.Tensor],
@@ -157,7 +157,7 @@ def lite_coffee():
     head = build_fcos_head(in_channels=128, feat_channels=128,
                            stacked_convs=2)
     fcos_part = Part('fcos', 'proposal_generator.fcos_head.', '',
-                     c2_fcos_head_key_to_mmdet, reshape_to_target)
+                     fcos_head_key_to_mmdet, reshape_to_target)
     state_dict = convert_part(
         golden_state_dict(LITE, prefix='proposal_generator.fcos_head.'),
         fcos_part, head.state_dict())
@@ -233,7 +233,7 @@ def golden_run():
         convert_part(
             golden_state_dict(LITE, prefix='roi_heads.'),
             Part('mask_branch', 'roi_heads.', '',
-                 c2_mask_branch_key_to_mmdet)),
+                 centermask2_mask_branch_key_to_mmdet)),
         strict=True)
     head.eval()
     x = tuple(

@@ -14,7 +14,7 @@ _C2_TOWER_PARAM = re.compile(r'(?P<index>\d+)\.(?P<param>weight|bias)')
 _C2_SCALE_PARAM = re.compile(r'\d+\.scale')
 
 
-def c2_fcos_head_key_to_mmdet(key: str) -> str:
+def fcos_head_key_to_mmdet(key: str) -> str:
     """Name in :class:`CenterMaskFCOSHead` of a centermask2 (or MB) FCOS
     head parameter.
 

@@ -7,7 +7,7 @@ _C2_FPN = re.compile(
 _TOP_BLOCK = re.compile(r'top_blocks?\.p(?P<level>[67])\.(?P<p>weight|bias)')
 
 
-def c2_fpn_key_to_mmdet(key: str,
+def centermask2_fpn_key_to_mmdet(key: str,
                         num_ins: int = 3,
                         first_level: int = 3) -> str:
     """mmdet ``FPN`` key of a detectron2 FPN key (without ``backbone.``).
@@ -44,14 +44,14 @@ _MB_FPN = re.compile(r'fpn_(?P<kind>inner|layer)(?P<i>\d)\.(?P<p>weight|bias)')
 _MB_TOP = re.compile(r'top_blocks\.p(?P<level>[67])\.(?P<p>weight|bias)')
 
 
-def mb_fpn_key_to_mmdet(key: str, num_ins: int = 3) -> str:
+def maskrcnn_benchmark_fpn_key_to_mmdet(key: str, num_ins: int = 3) -> str:
     """mmdet ``FPN`` key of a maskrcnn-benchmark FPN key (without
     ``backbone.fpn.``). MB numbers its FPN convs by the position in
     ``in_channels_list = [0, C3, C4, C5]`` starting at 1; the 0-channel
     stage2 entry is skipped, so ``fpn_inner2`` is the C3 lateral.
 
     Example:
-        >>> mb_fpn_key_to_mmdet('fpn_layer4.bias')
+        >>> maskrcnn_benchmark_fpn_key_to_mmdet('fpn_layer4.bias')
         'fpn_convs.2.conv.bias'
 
     Raises:

@@ -66,12 +66,12 @@ def _apply_rules(key: str, rules, layout: str) -> str:
     raise KeyError(f'no {layout} mask-branch mapping for {key!r}')
 
 
-def c2_mask_branch_key_to_mmdet(key: str) -> str:
+def centermask2_mask_branch_key_to_mmdet(key: str) -> str:
     """Our RoI-head key of a centermask2 mask-branch key (without
     ``roi_heads.``).
 
     Example:
-        >>> c2_mask_branch_key_to_mmdet('mask_head.mask_fcn1.weight')
+        >>> centermask2_mask_branch_key_to_mmdet('mask_head.mask_fcn1.weight')
         'mask_head.convs.0.conv.weight'
 
     Raises:
@@ -80,12 +80,13 @@ def c2_mask_branch_key_to_mmdet(key: str) -> str:
     return _apply_rules(key, _CENTERMASK2_RULES, 'centermask2')
 
 
-def mb_mask_branch_key_to_mmdet(key: str) -> str:
+def maskrcnn_benchmark_mask_branch_key_to_mmdet(key: str) -> str:
     """Our RoI-head key of a maskrcnn-benchmark mask-branch key (without
     ``roi_heads.``).
 
     Example:
-        >>> mb_mask_branch_key_to_mmdet('mask.predictor.conv5_mask.weight')
+        >>> maskrcnn_benchmark_mask_branch_key_to_mmdet(
+        ...     'mask.predictor.conv5_mask.weight')
         'mask_head.upsample.weight'
 
     Raises:

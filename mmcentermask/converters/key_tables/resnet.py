@@ -76,12 +76,12 @@ def _apply_rules(key: str, rules: _Rules, layout: str) -> str:
     raise KeyError(f'no {layout} ResNet mapping for key {key!r}')
 
 
-def c2_resnet_key_to_mmdet(key: str) -> str:
+def centermask2_resnet_key_to_mmdet(key: str) -> str:
     """mmdet ``ResNet`` / ``ResNeXt`` key of a detectron2 ResNet key
     (without ``backbone.bottom_up.``).
 
     Example:
-        >>> c2_resnet_key_to_mmdet('res3.0.shortcut.norm.running_var')
+        >>> centermask2_resnet_key_to_mmdet('res3.0.shortcut.norm.running_var')
         'layer2.0.downsample.1.running_var'
 
     Raises:
@@ -90,7 +90,7 @@ def c2_resnet_key_to_mmdet(key: str) -> str:
     return _apply_rules(key, _CENTERMASK2_RULES, 'detectron2')
 
 
-def mb_resnet_key_to_mmdet(key: str) -> str:
+def maskrcnn_benchmark_resnet_key_to_mmdet(key: str) -> str:
     """mmdet ``ResNet`` / ``ResNeXt`` key of a maskrcnn-benchmark ResNet key
     (without ``backbone.body.``): ``stem.conv1`` / ``stem.bn1`` ->
     ``conv1`` / ``bn1``; ``layer*`` names are mmdet's already; DCN
@@ -98,7 +98,7 @@ def mb_resnet_key_to_mmdet(key: str) -> str:
     ``conv2.conv_offset.*``.
 
     Example:
-        >>> mb_resnet_key_to_mmdet('stem.bn1.running_var')
+        >>> maskrcnn_benchmark_resnet_key_to_mmdet('stem.bn1.running_var')
         'bn1.running_var'
 
     Raises:

@@ -149,12 +149,13 @@ def _apply_rules(key: str, rules: Sequence[_Rule]) -> str:
     raise KeyError(f'no VoVNet mapping for key {key!r}')
 
 
-def c2_vovnet_key_to_mmdet(key: str) -> str:
+def centermask2_vovnet_key_to_mmdet(key: str) -> str:
     """Map a centermask2 / vovnet-detectron2 VoVNet key (without the
     ``backbone.bottom_up.`` prefix) to the mmcentermask ``VoVNet`` key.
 
     Example:
-        >>> c2_vovnet_key_to_mmdet('stage4.OSA4_2.layers.3.OSA4_2_3/norm.bias')
+        >>> centermask2_vovnet_key_to_mmdet(
+        ...     'stage4.OSA4_2.layers.3.OSA4_2_3/norm.bias')
         'stage4.blocks.1.layers.3.norm.bias'
 
     Raises:
@@ -163,7 +164,7 @@ def c2_vovnet_key_to_mmdet(key: str) -> str:
     return _apply_rules(key, _C2_RULES)
 
 
-def mb_vovnet_key_to_mmdet(key: str) -> str:
+def maskrcnn_benchmark_vovnet_key_to_mmdet(key: str) -> str:
     """Map a maskrcnn-benchmark CenterMask VoVNet key (without the
     ``backbone.body.`` prefix): the C2 names plus MB's DCN layout
     (``.../conv.offset.*``, ``.../conv.conv.weight``).

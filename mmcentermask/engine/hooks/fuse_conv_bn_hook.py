@@ -1,7 +1,7 @@
 """Fold batch norms into the preceding convolutions before testing."""
 from mmcv.cnn import fuse_conv_bn
 from mmengine.hooks import Hook
-from mmengine.model import is_model_wrapper
+from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmdet.registry import HOOKS
 
 
@@ -33,6 +33,8 @@ class FuseConvBNHook(Hook):
     def before_test(self, runner) -> None:
         model = runner.model.module if is_model_wrapper(
             runner.model) else runner.model
+        if isinstance(model, BaseTTAModel):  # tools/test.py --tta
+            model = model.module
         if not self.modules:
             fuse_conv_bn(model)
             return

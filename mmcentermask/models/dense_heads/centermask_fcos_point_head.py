@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from ..utils import (assemble_masks, clamp_box_size, mask_bce_per_instance,
                      masks_on_grid, to_output_frame, union_per_channel)
 from .centermask_fcos_head import CenterMaskFCOSHead
-from .centermask_point_head import SALIENCY_TYPES, resize_masks
+from .centermask_point_head import resize_masks, set_mask_settings
 
 
 @MODELS.register_module()
@@ -71,22 +71,11 @@ class CenterMaskFCOSPointHead(CenterMaskFCOSHead):
                      use_sigmoid=True,
                      loss_weight=1.0),
                  **kwargs) -> None:
-        if saliency_type not in SALIENCY_TYPES:
-            raise ValueError(
-                f'saliency_type={saliency_type!r} is not one of '
-                f'{SALIENCY_TYPES}')
-        if shape_size < 1:
-            raise ValueError(f'shape_size={shape_size} must be >= 1')
         super().__init__(
             num_classes=num_classes, in_channels=in_channels, **kwargs)
-        self.shape_size = shape_size
-        self.saliency_type = saliency_type
-        self.min_box_size = min_box_size
-        self.loss_mask_weight = loss_mask_weight
-        self.loss_saliency = (
-            MODELS.build(loss_saliency) if loss_saliency is not None else None)
-        saliency_channels = (
-            num_classes if saliency_type == 'class_specific' else 1)
+        saliency_channels = set_mask_settings(self, num_classes, shape_size,
+                                              saliency_type, min_box_size,
+                                              loss_mask_weight, loss_saliency)
         self.shape_head = self._mask_branch(in_channels, mask_channels,
                                             shape_size**2)
         self.saliency_head = self._mask_branch(in_channels, mask_channels,

@@ -34,6 +34,39 @@ from ..utils import (assemble_masks, clamp_box_size, mask_bce_per_instance,
 SALIENCY_TYPES = ('class_specific', 'class_agnostic')
 
 
+def set_mask_settings(head: nn.Module, num_classes: int, shape_size: int,
+                      saliency_type: str, min_box_size: float,
+                      loss_mask_weight: float,
+                      loss_saliency: OptConfigType) -> int:
+    """Check and store the Shape / Saliency settings shared by the point
+    heads (``shape_size``, ``saliency_type``, ``min_box_size``,
+    ``loss_mask_weight``, the built ``loss_saliency``) on ``head``.
+
+    Returns:
+        int: Channels of the saliency map: ``num_classes`` (class-specific)
+        or 1 (class-agnostic).
+
+    Raises:
+        ValueError: An unknown saliency type, ``shape_size < 1`` or
+            ``min_box_size <= 0``, named with its value.
+    """
+    if saliency_type not in SALIENCY_TYPES:
+        raise ValueError(f'saliency_type={saliency_type!r} is not one of '
+                         f'{SALIENCY_TYPES}')
+    if shape_size < 1:
+        raise ValueError(f'shape_size={shape_size} must be >= 1')
+    if min_box_size <= 0:
+        raise ValueError(
+            f'min_box_size={min_box_size} must be > 0 feature pixels')
+    head.shape_size = shape_size
+    head.saliency_type = saliency_type
+    head.min_box_size = min_box_size
+    head.loss_mask_weight = loss_mask_weight
+    head.loss_saliency = (
+        MODELS.build(loss_saliency) if loss_saliency is not None else None)
+    return num_classes if saliency_type == 'class_specific' else 1
+
+
 @MODELS.register_module()
 class CenterMaskPointHead(CenterNetHead):
     """Five-branch head of point-representation CenterMask.
@@ -109,19 +142,10 @@ class CenterMaskPointHead(CenterNetHead):
                  train_cfg: OptConfigType = None,
                  test_cfg: OptConfigType = None,
                  init_cfg: OptMultiConfig = None) -> None:
-        if saliency_type not in SALIENCY_TYPES:
-            raise ValueError(
-                f'saliency_type={saliency_type!r} is not one of '
-                f'{SALIENCY_TYPES}')
         if num_feat_levels < 1:
             raise ValueError(
                 f'num_feat_levels={num_feat_levels}: give the number of '
                 'feature maps the backbone/neck returns (>= 1)')
-        if shape_size < 1:
-            raise ValueError(f'shape_size={shape_size} must be >= 1')
-        if min_box_size <= 0:
-            raise ValueError(
-                f'min_box_size={min_box_size} must be > 0 feature pixels')
         super().__init__(
             in_channels=in_channels,
             feat_channels=feat_channels,
@@ -132,15 +156,10 @@ class CenterMaskPointHead(CenterNetHead):
             train_cfg=train_cfg,
             test_cfg=test_cfg,
             init_cfg=init_cfg)
-        self.shape_size = shape_size
-        self.saliency_type = saliency_type
         self.num_feat_levels = num_feat_levels
-        self.min_box_size = min_box_size
-        self.loss_mask_weight = loss_mask_weight
-        self.loss_saliency = (
-            MODELS.build(loss_saliency) if loss_saliency is not None else None)
-        saliency_channels = (
-            num_classes if saliency_type == 'class_specific' else 1)
+        saliency_channels = set_mask_settings(self, num_classes, shape_size,
+                                              saliency_type, min_box_size,
+                                              loss_mask_weight, loss_saliency)
 
         def branches(out_channels: int) -> nn.ModuleList:
             return nn.ModuleList(

@@ -42,6 +42,13 @@ def test_backbone_folded_same_features(model):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-4 * b.abs().max())
 
 
+def test_test_time_augmentation_model_is_unwrapped(model):
+    from mmcentermask.models import CenterMaskTTAModel
+    tta = CenterMaskTTAModel(module=model)
+    FuseConvBNHook().before_test(SimpleNamespace(model=tta))
+    assert num_bn(model.backbone) == 0
+
+
 def test_unknown_module_is_named(model):
     with pytest.raises(AttributeError, match="'neck_v2'"):
         FuseConvBNHook(modules=('neck_v2', )).before_test(

@@ -18,7 +18,7 @@ import mmcentermask.models.dense_heads.centermask_fcos_head as head_module
 from mmcentermask.converters.centermask2 import reshape_to_target
 from mmcentermask.converters.engine import Part
 from mmcentermask.converters.key_tables.fcos_head import \
-    c2_fcos_head_key_to_mmdet
+    fcos_head_key_to_mmdet
 from mmcentermask.models.dense_heads import CenterMaskFCOSHead
 from mmcentermask.models.losses import CenterMaskGIoULoss
 
@@ -108,7 +108,7 @@ def predict(head: CenterMaskFCOSHead,
     ('scales.4.scale', 'scales.4.scale'),
 ])
 def test_c2_key_mapping(c2_key, mmdet_key):
-    assert c2_fcos_head_key_to_mmdet(c2_key) == mmdet_key
+    assert fcos_head_key_to_mmdet(c2_key) == mmdet_key
 
 
 @pytest.mark.parametrize(
@@ -116,12 +116,12 @@ def test_c2_key_mapping(c2_key, mmdet_key):
     ['cls_tower.2.weight', 'share_tower.0.weight', 'cls_logits.foo'])
 def test_c2_key_mapping_rejects_unknown(bad_key):
     with pytest.raises(KeyError, match='unknown centermask2 FCOS head key'):
-        c2_fcos_head_key_to_mmdet(bad_key)
+        fcos_head_key_to_mmdet(bad_key)
 
 
 def fcos_part(src_prefix: str, dst_prefix: str) -> Part:
     """The FCOS-head part table of the full-model converters."""
-    return Part('fcos', src_prefix, dst_prefix, c2_fcos_head_key_to_mmdet,
+    return Part('fcos', src_prefix, dst_prefix, fcos_head_key_to_mmdet,
                 reshape_to_target)
 
 
