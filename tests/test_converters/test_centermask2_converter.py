@@ -25,7 +25,8 @@ from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 
 from mmcentermask.converters import (COCO_CLASSES, ConversionError,
-                                     build_target_model, convert_centermask2)
+                                     build_target_model, convert_centermask2,
+                                     load_source_state_dict)
 from mmcentermask.converters.cli import convert_checkpoint_file
 from mmcentermask.converters.engine import \
     NUM_BATCHES_TRACKED_REASON as NBT_REASON
@@ -475,3 +476,28 @@ def test_module_doctests():
     for module in (fpn, mask_branch, mobilenet_v2, resnet):
         failures, tried = doctest.testmod(module)
         assert failures == 0 and tried > 0, module.__name__
+
+
+@pytest.mark.parametrize('content, reason', [
+    (b'', 'empty'),
+    (b'model weights, honestly\n', 'not a checkpoint'),
+    (b'PK\x03\x04truncated', 'not a checkpoint'),
+])
+def test_non_checkpoint_file_is_named(tmp_path, capsys, content, reason):
+    """An empty, text or truncated file given to the converter: the error
+    names the file and says it is not a checkpoint; nothing is written."""
+    from mmcentermask.converters.cli import main
+    src, dst = tmp_path / 'model_final.pth', tmp_path / 'out.pth'
+    src.write_bytes(content)
+    with pytest.raises(ConversionError, match=reason):
+        load_source_state_dict(str(src))
+    assert main([str(src), str(dst), '--config', config_path(LITE)],
+                convert_centermask2, 'centermask2') == 1
+    err = capsys.readouterr().err
+    assert str(src) in err and reason in err
+    assert not dst.exists()
+
+
+def test_missing_source_file_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match='nothing.pth'):
+        load_source_state_dict(str(tmp_path / 'nothing.pth'))
