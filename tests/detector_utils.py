@@ -17,6 +17,20 @@ from mmcentermask.datasets import make_image
 CONFIG = osp.join(
     REPO_ROOT, 'configs/centermask/'
     'centermask-lite_vovnet-v2-19-slim-dw_fpn_ms-4x_coco.py')
+#: Lines of a config file that shrink a CenterMask-Lite config to 32
+#: channels (GN 8 groups) and keep every FCOS candidate: the tiny model of
+#: the end-to-end tool tests.
+TINY_MODEL_LINES = """model = dict(
+    neck=dict(out_channels=32),
+    bbox_head=dict(in_channels=32, feat_channels=32,
+                   norm_cfg=dict(type='GN', num_groups=8)),
+    roi_head=dict(
+        mask_roi_extractor=dict(out_channels=32),
+        mask_head=dict(in_channels=32, conv_out_channels=32),
+        mask_iou_head=dict(in_channels=32, conv_out_channels=32,
+                           fc_out_channels=64)),
+    test_cfg=dict(fcos=dict(score_thr=0.0)))
+"""
 LOSSES = ('loss_cls', 'loss_bbox', 'loss_centerness', 'loss_mask',
           'loss_mask_iou')
 

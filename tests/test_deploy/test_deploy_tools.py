@@ -12,6 +12,7 @@ import torch
 from mmengine.config import Config
 
 from deploy_utils import REPO_ROOT, build_model
+from detector_utils import TINY_MODEL_LINES
 
 QUICK_START = str(REPO_ROOT / 'configs/centermask/'
                   'centermask-lite_vovnet-v2-19-slim-dw_fpn-64_1xb8-1600i_'
@@ -19,17 +20,7 @@ QUICK_START = str(REPO_ROOT / 'configs/centermask/'
 CONFIG = """
 _base_ = {base!r}
 data_root = {data_root!r} + '/'
-model = dict(
-    neck=dict(out_channels=32),
-    bbox_head=dict(in_channels=32, feat_channels=32,
-                   norm_cfg=dict(type='GN', num_groups=8)),
-    roi_head=dict(
-        mask_roi_extractor=dict(out_channels=32),
-        mask_head=dict(in_channels=32, conv_out_channels=32),
-        mask_iou_head=dict(in_channels=32, conv_out_channels=32,
-                           fc_out_channels=64)),
-    test_cfg=dict(fcos=dict(score_thr=0.0)))
-test_pipeline = [
+{tiny_model}test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(96, 64), keep_ratio=True),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True,
@@ -60,7 +51,9 @@ def tiny_checkpoint(tiny_coco, tmp_path_factory):
     work = tmp_path_factory.mktemp('deploy_tools')
     config = work / 'tiny.py'
     config.write_text(
-        CONFIG.format(base=QUICK_START, data_root=str(tiny_coco)))
+        CONFIG.format(
+            tiny_model=TINY_MODEL_LINES, base=QUICK_START,
+            data_root=str(tiny_coco)))
     cfg = Config.fromfile(str(config))
     model = build_model(cfg)
     checkpoint = work / 'tiny.pth'

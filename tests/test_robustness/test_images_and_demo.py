@@ -15,6 +15,7 @@ from mmdet.utils import register_all_modules
 from mmengine.config import Config
 
 from conftest import REPO_ROOT
+from detector_utils import TINY_MODEL_LINES
 from mmcentermask.utils.image_check import unreadable_reason
 
 
@@ -32,17 +33,7 @@ collect_images = _load_demo().collect_images
 
 TINY = """
 _base_ = {base!r}
-model = dict(
-    neck=dict(out_channels=32),
-    bbox_head=dict(in_channels=32, feat_channels=32,
-                   norm_cfg=dict(type='GN', num_groups=8)),
-    roi_head=dict(
-        mask_roi_extractor=dict(out_channels=32),
-        mask_head=dict(in_channels=32, conv_out_channels=32),
-        mask_iou_head=dict(in_channels=32, conv_out_channels=32,
-        fc_out_channels=64)),
-    test_cfg=dict(fcos=dict(score_thr=0.0)))
-test_pipeline = [
+{tiny_model}test_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='Resize', scale=(96, 64), keep_ratio=True),
     dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape',
@@ -105,7 +96,8 @@ def test_reasons_name_what_is_wrong(folder):
 def tiny_model(tmp_path_factory):
     root = tmp_path_factory.mktemp('model')
     config = root / 'tiny.py'
-    config.write_text(TINY.format(base=QUICK_START))
+    config.write_text(
+        TINY.format(tiny_model=TINY_MODEL_LINES, base=QUICK_START))
     register_all_modules()
     torch.manual_seed(0)
     model = MODELS.build(Config.fromfile(str(config)).model)

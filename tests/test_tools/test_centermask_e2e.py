@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from conftest import REPO_ROOT
+from detector_utils import TINY_MODEL_LINES
 
 QUICK_START = os.path.join(
     REPO_ROOT, 'configs/centermask/'
@@ -19,17 +20,7 @@ QUICK_START = os.path.join(
 CONFIG = """
 _base_ = {base!r}
 data_root = {data_root!r} + '/'
-model = dict(
-    neck=dict(out_channels=32),
-    bbox_head=dict(in_channels=32, feat_channels=32,
-                   norm_cfg=dict(type='GN', num_groups=8)),
-    roi_head=dict(
-        mask_roi_extractor=dict(out_channels=32),
-        mask_head=dict(in_channels=32, conv_out_channels=32),
-        mask_iou_head=dict(in_channels=32, conv_out_channels=32,
-                           fc_out_channels=64)),
-    test_cfg=dict(fcos=dict(score_thr=0.0)))
-train_pipeline = [
+{tiny_model}train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True,
          poly2mask=False),
@@ -62,8 +53,13 @@ default_hooks = dict(logger=dict(interval=1),
 
 def write_config(tmp_path, data_root, iters=2, ckpt_interval=2):
     path = tmp_path / 'tiny_centermask.py'
-    path.write_text(CONFIG.format(base=QUICK_START, data_root=str(data_root),
-                                  iters=iters, ckpt_interval=ckpt_interval))
+    path.write_text(
+        CONFIG.format(
+            tiny_model=TINY_MODEL_LINES,
+            base=QUICK_START,
+            data_root=str(data_root),
+            iters=iters,
+            ckpt_interval=ckpt_interval))
     return str(path)
 
 
