@@ -507,3 +507,32 @@ def test_mb_postprocess_clips_and_does_not_sqrt():
     assert mb.labels.tolist() == [1, 2]
     assert torch.equal(mb.bboxes[0], torch.tensor([0., 0., 14., 11.]))
     assert torch.allclose(mb.scores, torch.tensor([0.36, 0.036]))
+
+
+@pytest.mark.parametrize('key, value', [('nms_mode', 'fast'),
+                                        ('candidate_sort', 'partial')])
+def test_unknown_post_processing_switch_is_named(key, value):
+    head = build_head()
+    outputs = blank_outputs()
+    set_candidate(outputs, 0, 1, 1, 3, 0.9, 0.9, dist=4.)
+    with pytest.raises(ValueError, match=f'{key}.*{value}'):
+        predict(head, outputs, **{key: value})
+
+
+@pytest.mark.parametrize('nms_mode', ['auto', 'exact', 'batched'])
+@pytest.mark.parametrize('candidate_sort', ['topk', 'full'])
+def test_post_processing_switches_agree_on_separated_boxes(
+        nms_mode, candidate_sort):
+    """Every NMS mode and candidate sort keeps the same detections (they
+    differ only at rounding and exact ties)."""
+    head = build_head()
+    outputs = blank_outputs()
+    # 40 px boxes 8 px apart (IoU 0.67 > 0.6): the second is suppressed
+    set_candidate(outputs, 0, 1, 1, 3, 0.9, 0.9, dist=20.)
+    set_candidate(outputs, 0, 1, 2, 3, 0.8, 0.9, dist=20.)
+    set_candidate(outputs, 0, 4, 4, 5, 0.7, 0.9, dist=20.)
+    result = predict(
+        head, outputs, nms_mode=nms_mode, candidate_sort=candidate_sort)
+    assert result.labels.tolist() == [3, 5]
+    assert torch.allclose(result.scores,
+                          torch.tensor([0.81, 0.63]).sqrt())
