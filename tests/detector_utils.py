@@ -36,10 +36,12 @@ LOSSES = ('loss_cls', 'loss_bbox', 'loss_centerness', 'loss_mask',
 
 
 def tiny_cfg(num_classes=3):
-    """The Lite config with 32-channel FPN and heads, trainable BN."""
+    """The Lite config with 32-channel FPN and heads, trainable BN, NCHW
+    tensors (the reference layout of the channels-last tests)."""
     register_all_modules()
     cfg = Config.fromfile(CONFIG).model
     cfg.num_classes = num_classes
+    cfg.channels_last = False
     cfg.backbone.norm_cfg = dict(type='BN', requires_grad=True)
     cfg.backbone.norm_eval = False
     cfg.neck.out_channels = 32

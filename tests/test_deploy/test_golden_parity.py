@@ -1,8 +1,7 @@
 """ONNX Runtime against PyTorch with the converted centermask2 golden
 weights on the golden photographs (PNG -> test pipeline -> graph -> pasted
 masks at the original size): same detections and classes, boxes within
-1e-3 px (Lite; V-39: 1e-3 px + 2e-5 x box side, see
-``deploy_utils.BOX_RTOL_OF_SIDE``), scores and mask scores within 1e-5,
+1e-3 px + 2e-5 x box side (see ``deploy_utils.BOX_RTOL_OF_SIDE``), scores and mask scores within 1e-5,
 pasted masks IoU >= 0.99.
 
 V-39 (about 5 s per PyTorch forward pass and a 200 MB export) is marked
@@ -54,6 +53,6 @@ def test_golden_weights_onnx_equals_pytorch(variant, image,
     measured = compare(
         reference,
         onnx,
-        box_rtol_of_side=BOX_RTOL_OF_SIDE if variant == 'v39' else 0.)
+        box_rtol_of_side=BOX_RTOL_OF_SIDE)
     print(f'{variant} image {image}: {measured}')
     assert measured['detections'] >= 40

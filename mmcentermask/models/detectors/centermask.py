@@ -2,7 +2,7 @@
 branch (Lee & Park, "CenterMask: Real-Time Anchor-Free Instance
 Segmentation", CVPR 2020)."""
 import copy
-from typing import List, Optional, Tuple
+from typing import List, Optional, Tuple, Union
 
 import torch
 from mmcv.ops import DeformConv2d, ModulatedDeformConv2d, RoIAlign
@@ -18,6 +18,7 @@ from .inference_settings import check_test_cfg
 # mmcv ops whose kernels index their input as contiguous NCHW and silently
 # compute garbage on a channels-last tensor.
 NCHW_ONLY_OPS = (RoIAlign, DeformConv2d, ModulatedDeformConv2d)
+CHANNELS_LAST_CHOICES = (True, False, 'cpu')
 
 
 @MODELS.register_module()
@@ -49,12 +50,14 @@ class CenterMask(SingleStageDetector):
             once here and passed to the FCOS head, the mask head and the
             MaskIoU head. A head config that states a different value is
             an error.
-        channels_last (bool): Run the network on channels-last (NHWC)
-            tensors. On the CPU (oneDNN) we measured 4-25% faster training
-            steps and 12-19% faster inference (README, Benchmarks); results
-            equal up to float32 summation order. mmcv ops that need NCHW
-            input (RoIAlign, deformable convs) get contiguous copies.
-            Defaults to False (centermask2's layout).
+        channels_last (bool or str): Run the network on channels-last
+            (NHWC) tensors: True (always), False (NCHW, centermask2's
+            layout) or ``'cpu'`` (NHWC when the input is on the CPU, NCHW
+            on a GPU, where it is not measured yet). On the CPU (oneDNN) we
+            measured 4-25% faster training steps and 12-19% faster
+            inference (README, Benchmarks); results equal up to float32
+            summation order. mmcv ops that need NCHW input (RoIAlign,
+            deformable convs) get contiguous copies. Defaults to ``'cpu'``.
     """
 
     def __init__(self,
@@ -67,7 +70,7 @@ class CenterMask(SingleStageDetector):
                  data_preprocessor: OptConfigType = None,
                  init_cfg: OptMultiConfig = None,
                  num_classes: Optional[int] = None,
-                 channels_last: bool = False) -> None:
+                 channels_last: Union[bool, str] = 'cpu') -> None:
         train_cfg = train_cfg or {}
         test_cfg = test_cfg or {}
         bbox_head = copy.deepcopy(bbox_head)
@@ -97,8 +100,13 @@ class CenterMask(SingleStageDetector):
         check_num_classes(self)
         guard_weight_loading(self)  # unconverted or foreign weights are an error
         check_test_cfg(test_cfg)  # missing or out-of-range test settings, now
+        if channels_last not in CHANNELS_LAST_CHOICES:
+            raise ValueError(
+                f'channels_last={channels_last!r} is not one of '
+                f'{CHANNELS_LAST_CHOICES}: True (NHWC), False (NCHW) or '
+                "'cpu' (NHWC on the CPU only)")
         self.channels_last = channels_last
-        if channels_last:
+        if channels_last is not False:
             for module in self.modules():
                 if isinstance(module, NCHW_ONLY_OPS):
                     module.register_forward_pre_hook(_contiguous_inputs)
@@ -112,10 +120,16 @@ class CenterMask(SingleStageDetector):
         Returns:
             tuple[Tensor]: FPN levels P3-P7, each (B, C, H_l, W_l).
         """
-        if self.channels_last:
+        if self.uses_channels_last(batch_inputs.device):
             batch_inputs = batch_inputs.contiguous(
                 memory_format=torch.channels_last)
         return super().extract_feat(batch_inputs)
+
+    def uses_channels_last(self, device: torch.device) -> bool:
+        """Whether the network runs on NHWC tensors on ``device``."""
+        if self.channels_last == 'cpu':
+            return device.type == 'cpu'
+        return self.channels_last
 
     @property
     def proposal_cfg(self) -> ConfigType:

@@ -158,6 +158,23 @@ def test_channels_last_matches_nchw(model):
             losses_cl[name], losses[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
+def test_channels_last_default_follows_the_device():
+    """By default (``'cpu'``) the network runs NHWC on the CPU only; an
+    unknown value is refused with the choices."""
+    cfg = tiny_cfg()
+    cfg.pop('channels_last')
+    model = MODELS.build(cfg)
+    assert model.channels_last == 'cpu'
+    assert model.uses_channels_last(torch.device('cpu'))
+    assert not model.uses_channels_last(torch.device('cuda'))
+    model.eval()
+    with torch.no_grad():
+        feats = model.extract_feat(torch.zeros(1, 3, 64, 64))
+    assert feats[0].is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(ValueError, match="channels_last='gpu'.*'cpu'"):
+        MODELS.build(dict(cfg, channels_last='gpu'))
+
+
 def test_channels_last_with_deformable_backbone():
     """The DCNv2 layers of VoVNet get NCHW input under channels_last (on a
     channels-last tensor mmcv's kernel reads the wrong elements)."""
