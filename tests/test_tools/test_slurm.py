@@ -54,8 +54,8 @@ def stand_in_env(tmp_path, log_name):
     env = {
         key: value
         for key, value in clean_env().items()
-        if not key.startswith(('SLURM_', 'MASTER_'))
-        and key not in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK')
+        if not key.startswith(('SLURM_', 'MASTER_')) and key not in (
+            'RANK', 'WORLD_SIZE', 'LOCAL_RANK')
     }
     env.update(
         PATH=f'{bin_dir}:{os.path.dirname(sys.executable)}:{env["PATH"]}',
@@ -68,8 +68,13 @@ def stand_in_env(tmp_path, log_name):
 
 
 def run_script(cmd, env):
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True,
-                          text=True, timeout=900)
+    proc = subprocess.run(
+        cmd,
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     return proc.stdout + proc.stderr
 
@@ -81,8 +86,9 @@ def test_slurm_train_and_test(tiny_coco, tmp_path):
 
     env = stand_in_env(tmp_path, 'train_calls.txt')
     env.update(GRES='', SRUN_ARGS='--exclusive')  # CPU nodes: no --gres
-    log = run_script(['bash', 'tools/slurm_train.sh', 'cpu', 'tiny', config,
-                      str(work_dir)], env)
+    log = run_script(
+        ['bash', 'tools/slurm_train.sh', 'cpu', 'tiny', config,
+         str(work_dir)], env)
     calls = (tmp_path / 'train_calls.txt').read_text().splitlines()
     srun_args = calls[:calls.index('python')]
     assert srun_args == [
@@ -90,7 +96,8 @@ def test_slurm_train_and_test(tiny_coco, tmp_path):
         '--cpus-per-task=1', '--kill-on-bad-exit=1', '--exclusive'
     ]
     assert calls[calls.index('python') + 1:][:4] == [
-        '-u', os.path.join(REPO_ROOT, 'tools', 'train.py'), config,
+        '-u',
+        os.path.join(REPO_ROOT, 'tools', 'train.py'), config,
         f'--work-dir={work_dir}'
     ]
     # both tasks asked scontrol for the master host of SLURM_NODELIST

@@ -412,8 +412,7 @@ class CenterMaskFCOSHead(FCOSHead):
             ``scores`` (K, ) and ``labels`` (K, ), float32 boxes and scores.
         """
         return super().predict_by_feat(cls_scores, bbox_preds, score_factors,
-                                       batch_img_metas, cfg, rescale,
-                                       with_nms)
+                                       batch_img_metas, cfg, rescale, with_nms)
 
     def _bbox_preds_in_pixels(self, bbox_preds: List[Tensor]) -> List[Tensor]:
         """Detached distances in pixels: ``forward`` multiplies the stride
