@@ -31,7 +31,7 @@ from mmdet.utils import (ConfigType, InstanceList, OptConfigType,
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from ..utils import clip_to_canvas, to_output_frame
+from ..utils import clip_to_canvas, force_float32, to_output_frame
 
 LOSS_NORMALIZATIONS = ('centermask2', 'maskrcnn_benchmark')
 Divisor = Union[Tensor, float]
@@ -246,6 +246,7 @@ class CenterMaskFCOSHead(FCOSHead):
             loss_bbox=loss_bbox,
             **kwargs)
 
+    @force_float32
     def loss_by_feat(
         self,
         cls_scores: List[Tensor],
@@ -255,7 +256,8 @@ class CenterMaskFCOSHead(FCOSHead):
         batch_img_metas: List[dict],
         batch_gt_instances_ignore: OptInstanceList = None
     ) -> Dict[str, Tensor]:
-        """Compute the FCOS losses.
+        """Compute the FCOS losses, in float32 with autocast off (see
+        :func:`~mmcentermask.models.utils.force_float32`).
 
         Args:
             cls_scores (list[Tensor]): Class logits per level,
@@ -377,6 +379,40 @@ class CenterMaskFCOSHead(FCOSHead):
             batch_img_metas=batch_img_metas,
             cfg=proposal_cfg)
         return losses, proposals
+
+    @force_float32
+    def predict_by_feat(self,
+                        cls_scores: List[Tensor],
+                        bbox_preds: List[Tensor],
+                        score_factors: Optional[List[Tensor]] = None,
+                        batch_img_metas: Optional[List[dict]] = None,
+                        cfg: OptConfigType = None,
+                        rescale: bool = False,
+                        with_nms: bool = True) -> InstanceList:
+        """:meth:`FCOSHead.predict_by_feat` in float32 with autocast off:
+        under mixed precision the locations, decoded boxes and NMS class
+        offsets would otherwise be float16 / bfloat16 (see
+        :func:`~mmcentermask.models.utils.force_float32`).
+
+        Args:
+            cls_scores (list[Tensor]): Class logits per level,
+                shape (N, C, H_l, W_l).
+            bbox_preds (list[Tensor]): Distances in pixels per level,
+                shape (N, 4, H_l, W_l).
+            score_factors (list[Tensor], optional): Centerness logits per
+                level, shape (N, 1, H_l, W_l).
+            batch_img_metas (list[dict], optional): Image metas.
+            cfg (:obj:`ConfigDict`, optional): Post-processing config;
+                ``test_cfg`` if None.
+            rescale (bool): Boxes in the original image frame.
+            with_nms (bool): Apply NMS.
+
+        Returns:
+            list[:obj:`InstanceData`]: Per image, ``bboxes`` (K, 4),
+            ``scores`` (K, ) and ``labels`` (K, ), float32 boxes and scores.
+        """
+        return super().predict_by_feat(cls_scores, bbox_preds, score_factors,
+                                       batch_img_metas, cfg, rescale, with_nms)
 
     def _bbox_preds_in_pixels(self, bbox_preds: List[Tensor]) -> List[Tensor]:
         """Detached distances in pixels: ``forward`` multiplies the stride

@@ -17,7 +17,8 @@ from mmdet.utils import ConfigType, InstanceList, OptConfigType, OptMultiConfig
 from mmengine.structures import InstanceData
 from torch import Tensor
 
-from ..utils import output_canvas_shape, postprocess_instances
+from ..utils import (force_float32, output_canvas_shape,
+                     postprocess_instances)
 
 
 @MODELS.register_module()
@@ -303,6 +304,7 @@ class CenterMaskRoIHead(MaskScoringRoIHead):
         return self.postprocess(detections, mask_probs, mask_ious,
                                 batch_img_metas, rescale)
 
+    @force_float32
     def postprocess(self,
                     detections: InstanceList,
                     mask_probs: Tensor,
@@ -311,7 +313,8 @@ class CenterMaskRoIHead(MaskScoringRoIHead):
                     rescale: bool,
                     boxes_on_canvas: bool = False) -> InstanceList:
         """Final instances of the batch (see
-        :func:`~mmcentermask.models.utils.postprocess_instances`).
+        :func:`~mmcentermask.models.utils.postprocess_instances`), in
+        float32 with autocast off (mask pasting under mixed precision).
 
         Args:
             detections (list[:obj:`InstanceData`]): Per image, ``bboxes``

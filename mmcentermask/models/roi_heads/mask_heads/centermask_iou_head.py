@@ -17,6 +17,8 @@ from mmdet.utils import InstanceList, MultiConfig
 from mmengine.config import ConfigDict
 from torch import Tensor
 
+from ...utils import force_float32
+
 # centermask2 floors the area ratio at this value before dividing by it
 MIN_AREA_RATIO = 1e-10
 
@@ -159,6 +161,31 @@ class CenterMaskIoUHead(MaskIoUHead):
         **kwargs
     ) -> None:
         super().__init__(init_cfg=init_cfg, **kwargs)
+
+    @force_float32
+    def loss_and_target(self, mask_iou_pred: Tensor, mask_preds: Tensor,
+                        mask_targets: Tensor,
+                        sampling_results: List[SamplingResult],
+                        batch_gt_instances: InstanceList,
+                        rcnn_train_cfg: ConfigDict) -> dict:
+        """:meth:`MaskIoUHead.loss_and_target` in float32 with autocast off,
+        so that ``--amp`` training computes the MaskIoU targets and the MSE
+        loss on float32 predictions.
+
+        Args:
+            mask_iou_pred (Tensor): Predicted IoU of the GT class, shape (n, ).
+            mask_preds (Tensor): GT-class mask logits, shape (n, M, M).
+            mask_targets (Tensor): Mask targets, shape (n, M, M).
+            sampling_results (list[:obj:`SamplingResult`]): Per image.
+            batch_gt_instances (list[:obj:`InstanceData`]): Per image.
+            rcnn_train_cfg (:obj:`ConfigDict`): See :meth:`get_targets`.
+
+        Returns:
+            dict: ``loss_mask_iou``, a float32 scalar.
+        """
+        return super().loss_and_target(mask_iou_pred, mask_preds,
+                                       mask_targets, sampling_results,
+                                       batch_gt_instances, rcnn_train_cfg)
 
     def get_targets(self, sampling_results: List[SamplingResult],
                     batch_gt_instances: InstanceList, mask_preds: Tensor,

@@ -17,6 +17,8 @@ from mmengine.model.weight_init import normal_init
 from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
+from ...utils import force_float32
+
 # detectron2's c2_msra_fill: kaiming_normal_(fan_out, relu), bias 0
 C2_MSRA_FILL = dict(
     type='Kaiming',
@@ -158,6 +160,29 @@ class SAGMaskHead(FCNMaskHead):
             if self.upsample_method == 'deconv':
                 x = self.relu(x)
         return self.conv_logits(x)
+
+    @force_float32
+    def loss_and_target(self, mask_preds: Tensor,
+                        sampling_results: List[SamplingResult],
+                        batch_gt_instances: InstanceList,
+                        rcnn_train_cfg: ConfigDict) -> dict:
+        """:meth:`FCNMaskHead.loss_and_target` (per-pixel BCE with logits on
+        the GT-class channel) in float32 with autocast off, so that ``--amp``
+        training computes the mask loss on float32 logits.
+
+        Args:
+            mask_preds (Tensor): Mask logits of the positive RoIs, shape
+                (num_pos, K, M, M), any floating type.
+            sampling_results (list[:obj:`SamplingResult`]): Per image.
+            batch_gt_instances (list[:obj:`InstanceData`]): Per image.
+            rcnn_train_cfg (:obj:`ConfigDict`): See :meth:`get_targets`.
+
+        Returns:
+            dict: ``loss_mask`` = dict(loss_mask=float32 scalar) and
+            ``mask_targets`` (num_pos, M, M), float32.
+        """
+        return super().loss_and_target(mask_preds, sampling_results,
+                                       batch_gt_instances, rcnn_train_cfg)
 
     def get_targets(self, sampling_results: List[SamplingResult],
                     batch_gt_instances: InstanceList,

@@ -181,13 +181,15 @@ class AdaptiveLevelRoIExtractor(BaseRoIExtractor):
                 ``img_shape``; see the class docstring for the fallback.
 
         Returns:
-            Tensor: RoI features, shape (k, C, S, S).
+            Tensor: RoI features, shape (k, C, S, S), float32.
         """
         if len(feats) < self.num_inputs:
             raise ValueError(f'expected at least {self.num_inputs} feature '
                              f'maps, got {len(feats)}')
-        feats = feats[:self.num_inputs]
-        rois = rois.type_as(feats[0])
+        # float32 pooling under mixed precision: mmcv's RoIAlign has no
+        # bfloat16 kernel, and float16 RoIs would round pixel coordinates
+        feats = [feat.float() for feat in feats[:self.num_inputs]]
+        rois = rois.float()
         roi_feats = feats[0].new_zeros(
             rois.size(0), self.out_channels, *self.roi_layers[0].output_size)
         target_lvls = self.map_roi_levels(
