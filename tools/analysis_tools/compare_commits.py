@@ -43,7 +43,7 @@ from mmengine.config import Config
 import mmcentermask
 from mmcentermask.converters.centermask2 import convert_centermask2
 
-golden, variant, config, runs, threads, fuse, channels_last = sys.argv[1:8]
+golden, variant, config, runs, threads, fuse, channels_last, compile_network = sys.argv[1:9]
 torch.set_num_threads(int(threads))
 register_all_modules()
 sys.path.insert(0, golden)
@@ -59,6 +59,9 @@ model.eval()
 if fuse == '1':
     from mmcv.cnn import fuse_conv_bn
     fuse_conv_bn(model.backbone)
+if compile_network == '1':
+    model.backbone.compile()
+    model.neck.compile()
 with np.load(f'{golden}/{variant}/coffee_infer.npz') as data:
     image = torch.from_numpy(data['input_image'])
     ori = tuple(int(v) for v in data['orig_hw'])
@@ -88,7 +91,8 @@ def run_once(checkout: str, config: str, args: argparse.Namespace,
         str(args.runs),
         str(args.threads),
         str(int(options and args.fuse_conv_bn)),
-        str(int(options and args.channels_last))
+        str(int(options and args.channels_last)),
+        str(int(options and args.compile))
     ],
                           cwd=osp.abspath(checkout),
                           env=env,
@@ -121,7 +125,13 @@ def main() -> None:
     parser.add_argument(
         '--channels-last',
         action='store_true',
-        help='new checkout: channels_last=True')
+        help='new checkout: channels_last=True (without it, each checkout '
+        "its default: NHWC on the CPU since channels_last='cpu')")
+    parser.add_argument(
+        '--compile',
+        action='store_true',
+        help='new checkout: backbone and FPN compiled with torch.compile '
+        '(CompileNetworkHook), compilation in the untimed first run')
     args = parser.parse_args()
     if osp.basename(args.config) not in VARIANTS:
         parser.error(f'--config must be one of {sorted(VARIANTS)}')
@@ -135,7 +145,7 @@ def main() -> None:
                   f'{result["dets"]} detections', flush=True)
     base = statistics.median(best[args.base])
     new = statistics.median(best[args.new])
-    options = [o for o in ('fuse_conv_bn', 'channels_last')
+    options = [o for o in ('fuse_conv_bn', 'channels_last', 'compile')
                if getattr(args, o)]
     print(f'{osp.basename(config)}, {args.threads} threads, new with '
           f'{options or "defaults"}: base {base:.0f} '

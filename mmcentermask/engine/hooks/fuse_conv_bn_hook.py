@@ -1,8 +1,9 @@
 """Fold batch norms into the preceding convolutions before testing."""
 from mmcv.cnn import fuse_conv_bn
-from mmengine.hooks import Hook
-from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmdet.registry import HOOKS
+from mmengine.hooks import Hook
+
+from .model_parts import model_parts, test_model
 
 
 @HOOKS.register_module()
@@ -31,16 +32,9 @@ class FuseConvBNHook(Hook):
         self.modules = tuple(modules)
 
     def before_test(self, runner) -> None:
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
-        if isinstance(model, BaseTTAModel):  # tools/test.py --tta
-            model = model.module
+        model = test_model(runner)
         if not self.modules:
             fuse_conv_bn(model)
             return
-        for name in self.modules:
-            if not hasattr(model, name):
-                raise AttributeError(
-                    f'FuseConvBNHook(modules={self.modules}): the model '
-                    f'{type(model).__name__} has no {name!r}')
-            fuse_conv_bn(getattr(model, name))
+        for part in model_parts(model, self.modules, type(self).__name__):
+            fuse_conv_bn(part)
