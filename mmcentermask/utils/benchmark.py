@@ -1,21 +1,51 @@
 """Building blocks of the CenterMask vs Mask R-CNN comparisons
 (``tools/analysis_tools/benchmark_centermask.py`` and the op-count test):
 the Mask R-CNN with a CenterMask config's backbone, controlled
-post-processing, a random input, and ATen-op and host-sync counting.
+post-processing and candidates, a random input, inference split into timed
+stages, and ATen-op, host-sync and NMS-input counting.
 """
+import contextlib
 import copy
+import functools
+import importlib
+import time
 import warnings
-from typing import Callable, Dict, List, Tuple
+from typing import (Callable, Dict, Iterator, List, NamedTuple, Sequence,
+                    Tuple)
 
 import torch
+import torch.nn.functional as F
 from mmdet.registry import MODELS
 from mmdet.structures import DetDataSample
+from mmdet.structures.bbox import bbox2roi
 from mmengine.config import Config, ConfigDict
 
 MASK_RCNN_BASE = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
 #: FCOS distances (stride units) of a random-weight CenterMask: boxes of
 #: 8 x stride, the size of Mask R-CNN's anchors (``scales=[8]``).
 ANCHOR_HALF_SIDE = 4.
+#: Stages of one timed inference, in order (see :func:`inference_stages`).
+STAGES = ('data preprocessing', 'backbone + neck', 'dense head',
+          'box post-processing', 'mask branch', 'pasting')
+#: NMS calls recorded by :func:`recorded_nms_inputs`: name -> (module,
+#: attribute through which the detector calls it).
+NMS_FUNCTIONS = {
+    'FCOS': ('mmcentermask.models.dense_heads.centermask_fcos_head',
+             'class_aware_nms'),
+    'RPN': ('mmdet.models.dense_heads.rpn_head', 'batched_nms'),
+    'box head': ('mmdet.models.layers.bbox_nms', 'batched_nms'),
+}
+#: Logit steps between the matched classes of :func:`match_box_head_candidates`
+#: (every proposal ranks them in the same order, no exact ties).
+CLASS_LOGIT_STEP = 1e-4
+#: Spread (standard deviation) of the matched classes' logits over the
+#: proposals in :func:`match_box_head_candidates`: much larger than the
+#: class steps, so the best proposals carry every class.
+PROPOSAL_LOGIT_STD = 1.
+#: Logit of the classes :func:`match_box_head_candidates` switches off.
+OFF_CLASS_LOGIT = -30.
+
+Stage = Callable[[dict], None]
 
 
 def backbone_channels(backbone_cfg: dict) -> List[int]:
@@ -99,29 +129,315 @@ def make_data(size: Tuple[int, int], seed: int = 0) -> dict:
     return dict(inputs=[image], data_samples=[sample])
 
 
+def inference_stages(model: torch.nn.Module) -> List[Tuple[str, Stage]]:
+    """``model.test_step`` of CenterMask or of a two-stage detector (Mask
+    R-CNN) split into the :data:`STAGES`, each a function of a state dict.
+
+    Start with ``dict(data=packed_batch)``; the last stage leaves
+    ``results``, what ``test_step`` returns (equal to it; tested):
+
+    - data preprocessing: the data preprocessor (to the device, normalise,
+      pad);
+    - backbone + neck: ``extract_feat``;
+    - dense head: the FCOS head's / RPN's forward (maps of every level);
+    - box post-processing: CenterMask: FCOS candidates, class-aware NMS,
+      top-k cut; Mask R-CNN: RPN proposals (candidates, NMS per level), then
+      RoI pooling, the box head and its class-aware NMS;
+    - mask branch: RoI pooling and mask head (CenterMask: with the MaskIoU
+      head; the class channel and sigmoid of its mask logits);
+    - pasting: the masks on the original image (Mask R-CNN: mmdet's
+      ``FCNMaskHead.predict_by_feat``, with its class channel and sigmoid).
+
+    Every image needs at least one detection (stock Mask R-CNN skips the
+    mask head for none; these stages do not).
+    """
+
+    def preprocess(state: dict) -> None:
+        batch = model.data_preprocessor(state['data'], False)
+        state.update(
+            inputs=batch['inputs'],
+            samples=batch['data_samples'],
+            metas=[sample.metainfo for sample in batch['data_samples']])
+
+    def backbone_neck(state: dict) -> None:
+        state['feats'] = model.extract_feat(state['inputs'])
+
+    heads = _two_stage_head_stages(model) if hasattr(model, 'rpn_head') \
+        else _centermask_head_stages(model)
+    return list(zip(STAGES, (preprocess, backbone_neck) + heads))
+
+
+def _centermask_head_stages(model: torch.nn.Module) -> Tuple[Stage, ...]:
+    """Dense head, box post-processing, mask branch and pasting of
+    CenterMask (``CenterMask.predict``)."""
+    head, roi_head = model.bbox_head, model.roi_head
+
+    def dense_head(state: dict) -> None:
+        state['head_outs'] = head(state['feats'])
+
+    def box_post_processing(state: dict) -> None:
+        state['detections'] = head.predict_by_feat(
+            *state['head_outs'], batch_img_metas=state['metas'], rescale=False)
+
+    def mask_branch(state: dict) -> None:
+        state['masks'] = roi_head.mask_probabilities(state['feats'],
+                                                     state['metas'],
+                                                     state['detections'])
+
+    def pasting(state: dict) -> None:
+        results = roi_head.postprocess(
+            state['detections'], *state['masks'], state['metas'], rescale=True)
+        state['results'] = model.add_pred_to_datasample(
+            state['samples'], results)
+
+    return dense_head, box_post_processing, mask_branch, pasting
+
+
+def _two_stage_head_stages(model: torch.nn.Module) -> Tuple[Stage, ...]:
+    """Dense head, box post-processing, mask branch and pasting of a
+    two-stage detector (``TwoStageDetector.predict`` with
+    ``StandardRoIHead.predict``)."""
+    rpn_head, roi_head = model.rpn_head, model.roi_head
+
+    def dense_head(state: dict) -> None:
+        state['head_outs'] = rpn_head(state['feats'])
+
+    def box_post_processing(state: dict) -> None:
+        proposals = rpn_head.predict_by_feat(
+            *state['head_outs'], batch_img_metas=state['metas'], rescale=False)
+        state['detections'] = roi_head.predict_bbox(
+            state['feats'],
+            state['metas'],
+            proposals,
+            rcnn_test_cfg=roi_head.test_cfg,
+            rescale=False)
+
+    def mask_branch(state: dict) -> None:
+        detections = state['detections']
+        rois = bbox2roi([dets.bboxes for dets in detections])
+        mask_preds = roi_head._mask_forward(state['feats'], rois)['mask_preds']
+        state['masks'] = mask_preds.split([len(dets) for dets in detections])
+
+    def pasting(state: dict) -> None:
+        results = roi_head.mask_head.predict_by_feat(
+            mask_preds=state['masks'],
+            results_list=state['detections'],
+            batch_img_metas=state['metas'],
+            rcnn_test_cfg=roi_head.test_cfg,
+            rescale=True)
+        state['results'] = model.add_pred_to_datasample(
+            state['samples'], results)
+
+    return dense_head, box_post_processing, mask_branch, pasting
+
+
+def run_stages(stages: List[Tuple[str, Stage]], state: dict) -> dict:
+    """Run ``stages`` in order on ``state`` (no gradients); returns it."""
+    with torch.no_grad():
+        for _, stage in stages:
+            stage(state)
+    return state
+
+
+def time_stages(stages: List[Tuple[str, Stage]], data: dict,
+                cuda: bool) -> Tuple[List[float], List[DetDataSample]]:
+    """One inference of ``data`` through ``stages``, timed per stage.
+
+    ``cuda``: CUDA events recorded between the stages on the current stream
+    (after a synchronisation, read after one at the end: device time,
+    including the gaps in which the device waits for the host); otherwise
+    ``time.perf_counter`` between the stages.
+
+    Returns:
+        tuple[list[float], list[DetDataSample]]: Milliseconds of each
+        stage, and the results.
+    """
+    state = dict(data=data)
+    with torch.no_grad():
+        if cuda:
+            events = [
+                torch.cuda.Event(enable_timing=True)
+                for _ in range(len(stages) + 1)
+            ]
+            torch.cuda.synchronize()
+            events[0].record()
+            for (_, stage), event in zip(stages, events[1:]):
+                stage(state)
+                event.record()
+            torch.cuda.synchronize()
+            times = [a.elapsed_time(b) for a, b in zip(events, events[1:])]
+        else:
+            marks = [time.perf_counter()]
+            for _, stage in stages:
+                stage(state)
+                marks.append(time.perf_counter())
+            times = [1000 * (b - a) for a, b in zip(marks, marks[1:])]
+    return times, state['results']
+
+
 def heads_pass(model: torch.nn.Module,
                data: dict) -> Callable[[], List[DetDataSample]]:
-    """The post-backbone part of one inference: features are computed once
-    here; the returned function runs the heads, the post-processing and the
-    mask pasting (CenterMask: FCOS head + RoI head; a two-stage detector:
-    RPN + RoI head), batch of one, original-size outputs."""
-    batch = model.data_preprocessor(data, False)
-    samples = batch['data_samples']
-    with torch.no_grad():
-        feats = model.extract_feat(batch['inputs'])
+    """The post-backbone part of one inference: preprocessing and features
+    are computed once here; the returned function runs the dense head, the
+    box post-processing, the mask branch and the pasting
+    (:func:`inference_stages`), batch of one, original-size outputs."""
+    stages = inference_stages(model)
+    features = run_stages(stages[:2], dict(data=data))
 
     def run() -> List[DetDataSample]:
-        with torch.no_grad():
-            if hasattr(model, 'rpn_head'):
-                detections = model.rpn_head.predict(
-                    feats, samples, rescale=False)
-            else:
-                detections = model.bbox_head.predict(
-                    feats, samples, rescale=False)
-            return model.roi_head.predict(
-                feats, detections, samples, rescale=True)
+        return run_stages(stages[2:], dict(features))['results']
 
     return run
+
+
+class NMSInput(NamedTuple):
+    """What one NMS call received.
+
+    Attributes:
+        nms (str): Which NMS (a key of :data:`NMS_FUNCTIONS`).
+        boxes (int): Number of boxes (candidates).
+        groups (tuple[int]): The distinct labels: classes (RPN: the FPN
+            levels, which it suppresses separately).
+    """
+    nms: str
+    boxes: int
+    groups: Tuple[int, ...]
+
+
+@contextlib.contextmanager
+def recorded_nms_inputs() -> Iterator[List[NMSInput]]:
+    """Record the input of every NMS call of CenterMask's FCOS head,
+    MMDetection's RPN and its box head (``multiclass_nms``) inside the
+    context, in call order; the functions are restored on exit. Reading
+    the labels synchronises with the device: not for timed runs."""
+    calls: List[NMSInput] = []
+    patched = []
+    try:
+        for nms, (module_name, attribute) in NMS_FUNCTIONS.items():
+            module = importlib.import_module(module_name)
+            function = getattr(module, attribute)
+            setattr(module, attribute, _recording(function, nms, calls))
+            patched.append((module, attribute, function))
+        yield calls
+    finally:
+        for module, attribute, function in patched:
+            setattr(module, attribute, function)
+
+
+def _recording(function: Callable, nms: str,
+               calls: List[NMSInput]) -> Callable:
+    """``function(bboxes, scores, labels, ...)`` that appends its input to
+    ``calls`` first."""
+
+    @functools.wraps(function)
+    def record(bboxes, scores, labels, *args, **kwargs):
+        calls.append(
+            NMSInput(nms, len(bboxes), tuple(labels.unique().tolist())))
+        return function(bboxes, scores, labels, *args, **kwargs)
+
+    return record
+
+
+def probe_inference(model: torch.nn.Module,
+                    data: dict) -> Tuple[List[NMSInput], List[DetDataSample]]:
+    """One untimed inference of ``data``: the NMS inputs and the results."""
+    with recorded_nms_inputs() as calls:
+        results = run_stages(inference_stages(model),
+                             dict(data=data))['results']
+    return calls, results
+
+
+def class_aware_nms_input(model: torch.nn.Module,
+                          calls: List[NMSInput]) -> NMSInput:
+    """The (one) class-aware NMS input of a batch of one among ``calls``:
+    FCOS for CenterMask, the box head's for Mask R-CNN.
+
+    Raises:
+        ValueError: if there is not exactly one such call.
+    """
+    nms = 'box head' if hasattr(model, 'rpn_head') else 'FCOS'
+    found = [call for call in calls if call.nms == nms]
+    if len(found) != 1:
+        raise ValueError(f'{len(found)} {nms} NMS calls, expected one '
+                         '(batch of one image with candidates)')
+    return found[0]
+
+
+def match_box_head_candidates(model: torch.nn.Module, data: dict,
+                              classes: Sequence[int],
+                              candidates: int) -> float:
+    """Make the box-head NMS of a two-stage detector (Mask R-CNN) receive
+    exactly ``candidates`` (proposal, class) pairs of exactly ``classes`` on
+    ``data`` (what CenterMask's FCOS NMS receives).
+
+    The classifier rows of ``classes`` get one weight row (the first one's,
+    scaled so that its logits spread by :data:`PROPOSAL_LOGIT_STD` over the
+    proposals of ``data``) and biases :data:`CLASS_LOGIT_STEP` apart: the
+    proposals are ranked by that row, and each ranks the classes in the same
+    order, so the best proposals carry every class. The other foreground
+    classes get weight 0 and logit :data:`OFF_CLASS_LOGIT` (never
+    candidates); the background row is unchanged. The box head's
+    ``score_thr`` becomes the (``candidates`` + 1)-th largest score among
+    ``classes``: exactly ``candidates`` scores are above it.
+
+    Args:
+        model (nn.Module): A two-stage detector, on its device, eval mode.
+        data (dict): The packed batch of one image it will be timed on.
+        classes (Sequence[int]): Classes (0-based) of the candidates.
+        candidates (int): Number of candidates.
+
+    Returns:
+        float: The score threshold set.
+
+    Raises:
+        ValueError: with fewer than ``candidates`` + 1 proposal-class pairs
+            of ``classes``, proposals that the classifier cannot tell apart,
+            or an exact tie at the threshold.
+    """
+    bbox_head = model.roi_head.bbox_head
+    fc_cls = bbox_head.fc_cls
+    device = fc_cls.weight.device
+    kept = torch.as_tensor(list(classes), dtype=torch.long, device=device)
+    off = torch.ones(bbox_head.num_classes, dtype=torch.bool, device=device)
+    off[kept] = False
+    off = off.nonzero()[:, 0]
+    row = fc_cls.weight[kept[0]].detach().clone()
+    spread = (_box_head_io(model, data)[0] @ row).std()
+    if not spread > 0:
+        raise ValueError('the box head gives every proposal the same '
+                         'features: no ranking of the proposals')
+    with torch.no_grad():
+        fc_cls.weight[off] = 0.
+        fc_cls.bias[off] = OFF_CLASS_LOGIT
+        fc_cls.weight[kept] = row * (PROPOSAL_LOGIT_STD / spread)
+        fc_cls.bias[kept] = fc_cls.bias[kept[0]] - CLASS_LOGIT_STEP * \
+            torch.arange(len(kept), device=device)
+    scores = F.softmax(_box_head_io(model, data)[1], dim=-1)
+    scores = scores[:, kept].flatten()
+    if scores.numel() <= candidates:
+        raise ValueError(
+            f'{scores.numel() // len(kept)} proposals x {len(kept)} classes '
+            f'give at most {scores.numel()} candidates, fewer than '
+            f'{candidates} + 1')
+    top = scores.topk(candidates + 1).values
+    if top[-2] == top[-1]:
+        raise ValueError(f'scores {candidates} and {candidates + 1} tie')
+    model.roi_head.test_cfg.score_thr = top[-1].item()
+    return model.roi_head.test_cfg.score_thr
+
+
+def _box_head_io(model: torch.nn.Module,
+                 data: dict) -> Tuple[torch.Tensor, torch.Tensor]:
+    """The input features (P, D) and class logits (P, K + 1) of the box
+    head's classifier on the proposals of ``data``."""
+    captured = []
+    hook = model.roi_head.bbox_head.fc_cls.register_forward_hook(
+        lambda module, inputs, output: captured.append((inputs[0], output)))
+    try:
+        run_stages(inference_stages(model)[:4], dict(data=data))
+    finally:
+        hook.remove()
+    return captured[0]
 
 
 def count_aten_ops(fn: Callable[[], object]) -> Tuple[int, Dict[str, int]]:

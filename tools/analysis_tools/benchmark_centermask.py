@@ -1,56 +1,69 @@
-"""Inference latency and peak memory of CenterMask(-Lite) against
-MMDetection's Mask R-CNN with the same backbone and input.
+"""Inference latency per stage of CenterMask(-Lite) against MMDetection's
+Mask R-CNN with the same backbone, input, candidates and final masks.
 
 Method:
 
-* models: each CenterMask config of ``--models`` and a Mask R-CNN built from
-  ``mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py`` with the backbone swapped
-  for the CenterMask config's (same arch, norm and data preprocessor) and
-  ``out_indices`` extended by the stride-4 stage, so its FPN gets C2-C5 (the
-  C3-C5 channels are CenterMask's FPN in-channels; Mask R-CNN pools from P2).
-  The rest of Mask R-CNN (256-channel FPN, RPN, 2-fc box head, 4-conv mask
-  head, 80 classes) is MMDetection's. Random weights (``init_weights``).
-  ``--channels-last`` adds each CenterMask with ``channels_last=True``
-  (NHWC tensors; Mask R-CNN stays NCHW: stock mmdet models do not guard
-  mmcv's NCHW-only RoIAlign).
-* work timed: ``model.test_step`` on one random uint8 image of ``--size``
-  (original size = input size, so no resize), i.e. data preprocessor
-  (normalise, pad to 32), backbone, neck, heads, box post-processing, mask
-  head and pasting of the masks onto the image canvas; ``model.eval()``,
-  ``torch.no_grad()``, batch 1. Latency is the median wall-clock time of
-  ``--repeat`` runs after ``--warmup`` untimed ones (CUDA: synchronised
-  before and after each run); on CPU the median process CPU time is given
-  too (less sensitive to other jobs on a shared machine).
-* detections: random weights give random numbers of detections. By default
-  both models keep every candidate (score threshold ``--score-thr`` 0) and
-  ``--max-dets`` (50, CenterMask's test setting) detections, so each pastes
-  that many masks (column "masks"). ``--config-post-processing`` keeps each
-  config's own thresholds instead. Mask pasting costs in proportion to the
-  box area, and an initialised FCOS head regresses distances of about 0
-  (empty boxes, which CenterMask drops); so the FCOS regression bias is set
-  to predict boxes of side 8 x stride at every location, the size of Mask
-  R-CNN's anchors (``scales=[8]``) on that level, whose random-weight
-  detections are about their anchors.
-* counted: ATen operators of one post-backbone pass (heads, post-processing
-  and pasting; features computed once), with ``torch.profiler``; on CUDA
-  also the host-device synchronisations of that pass
-  (``torch.cuda.set_sync_debug_mode``). ``--nms-mode`` picks CenterMask's
-  FCOS NMS (``auto``: centermask2's rule, ``exact``: class by class,
-  ``batched``: one offset call). The building blocks are in
-  :mod:`mmcentermask.utils.benchmark`.
+* models: each CenterMask config of ``--models`` (channels-last on the CPU
+  as the model is built; ``--channels-last`` changes it) and a Mask R-CNN
+  built from ``mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py`` with the
+  backbone swapped for the CenterMask config's (same arch, norm and data
+  preprocessor) and ``out_indices`` extended by the stride-4 stage, so its
+  FPN gets C2-C5. The rest of Mask R-CNN (256-channel FPN, RPN with 1000
+  proposals, 2-fc box head, 4-conv mask head, 80 classes) is MMDetection's.
+* scenarios (``--scenarios``), each printed with its rows:
+
+  - ``realistic``: the converted golden centermask2 weights (the whole
+    CenterMask; for Mask R-CNN its backbone, the rest random) on the golden
+    coffee photograph resized to the config's test size, with CenterMask's
+    config post-processing (score threshold 0.05, 50 detections). Lite
+    V2-19-slim-dw and V2-39 only (the golden sets).
+  - ``worst-case``: random weights on one random image of ``--size``,
+    CenterMask's score threshold 0 (every location-class pair is a
+    candidate; ``nms_pre`` of them per level) and ``--max-dets``
+    detections; the FCOS regression bias makes every location predict a
+    box of 8 x stride, the size of Mask R-CNN's anchors.
+
+* controlled: the same number of final masks (Mask R-CNN's
+  ``max_per_img`` is CenterMask's) and the same candidates reaching the
+  class-aware NMS before the final detections. CenterMask runs first; its
+  FCOS NMS receives K candidates of a set of classes. Mask R-CNN's box head
+  is then made to pass exactly K (proposal, class) pairs of the same
+  classes to its NMS (``match_box_head_candidates`` in
+  :mod:`mmcentermask.utils.benchmark`: the classifier rows of those classes
+  share one weight row, the other classes are off, and the score threshold
+  is calibrated on the image). Mask R-CNN has no trained heads here: its
+  proposals and boxes come from random heads, but per stage it computes
+  what a trained one computes for that many proposals and candidates. Its
+  RPN NMS (per FPN level, up to 1000 candidates per level) is its own and
+  printed. Every count is measured on an untimed pass and printed.
+* timed: ``model.test_step`` split into stages (data preprocessing,
+  backbone + neck, dense head, box post-processing, mask branch, pasting;
+  ``inference_stages``, which gives the same results as ``test_step``,
+  tested), one image, batch 1, ``eval()``, no gradients. CUDA events between
+  the stages on a GPU, ``time.perf_counter`` on the CPU; median and min over
+  ``--repeat`` runs after ``--warmup`` (defaults: 20 after 5 on CUDA, 3
+  after 1 on the CPU); on the CPU also the process CPU time of a run.
+* counted: ATen operators of one post-backbone pass (dense head to
+  pasting; features computed once), with ``torch.profiler``; on CUDA also
+  its host-device synchronisations (``torch.cuda.set_sync_debug_mode``).
+  ``--nms-mode`` picks CenterMask's FCOS NMS (``auto``: centermask2's rule,
+  ``exact``: class by class, ``batched``: one offset call).
 * peak memory: every model runs in a fresh process. CPU: the peak resident
   set size during the runs (``VmHWM`` of ``/proc/self/status``, reset through
   ``/proc/self/clear_refs`` after the model is built; ``ru_maxrss`` of
   ``getrusage`` where that is unavailable, which then includes the build)
-  minus the RSS just before the first run, i.e. the memory the inference
-  needed on top of the resident model; the whole-process peak is given too.
-  CUDA: ``torch.cuda.max_memory_allocated`` during the runs minus the memory
+  minus the RSS just before the first run. CUDA:
+  ``torch.cuda.max_memory_allocated`` during the runs minus the memory
   allocated before them.
+* printed: the machine (CPU model, logical CPUs, RAM, GPU, torch, mmcv,
+  mmdet, torch threads) and the settings, then one table: per model and
+  scenario, each quantity for CenterMask and Mask R-CNN and their ratio.
 
 Example::
 
-    python tools/analysis_tools/benchmark_centermask.py --repeat 3 \\
-        --warmup 1 --threads 2
+    python tools/analysis_tools/benchmark_centermask.py --threads 2 \
+        --models centermask-lite_v2-19-slim-dw --scenarios worst-case \
+        --size 256x320 --repeat 2 --warmup 1
 """
 import argparse
 import os
@@ -58,6 +71,7 @@ import os.path as osp
 import platform
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -83,7 +97,9 @@ GOLDEN_VARIANTS = {
     'centermask_vovnet-v2-39_fpn_ms-3x_coco.py': 'v39',
 }
 KINDS = ('CenterMask', 'Mask R-CNN')
-CHANNELS_LAST = 'CenterMask channels-last'
+SCENARIOS = ('realistic', 'worst-case')
+#: ``--channels-last`` -> ``CenterMask(channels_last=...)``
+CHANNELS_LAST = {'cpu': 'cpu', 'true': True, 'false': False}
 
 
 def parse_size(text: str) -> Tuple[int, int]:
@@ -109,17 +125,12 @@ def test_size(cfg) -> Tuple[int, int]:
     return height, width
 
 
-def is_centermask(kind: str) -> bool:
-    """Whether a benchmark row is one of the CenterMask variants."""
-    return kind.startswith('CenterMask')
-
-
 def golden_variant(config: str) -> str:
     """The golden variant of a config, or SystemExit naming the configs
     that have golden weights."""
     variant = GOLDEN_VARIANTS.get(osp.basename(config))
     if variant is None:
-        sys.exit(f'--golden-weights: no golden weights for {config}; '
+        sys.exit(f'realistic scenario: no golden weights for {config}; '
                  f'available for {sorted(GOLDEN_VARIANTS)}')
     return variant
 
@@ -140,7 +151,7 @@ def load_golden_weights(model, config: str, kind: str) -> None:
         make_weights.load_manifest(
             osp.join(GOLDEN_DIR, variant, 'manifest.json')))
     converted = convert_centermask2(weights, config).state_dict
-    if is_centermask(kind):
+    if kind == 'CenterMask':
         model.load_state_dict(converted, strict=True)
         return
     backbone = {
@@ -203,16 +214,28 @@ def peak_rss_mb(was_reset: bool) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def measure(config: str, kind: str, size: Optional[Tuple[int, int]],
+def measure(config: str, kind: str, scenario: str, target: Optional[dict],
             args: argparse.Namespace) -> Dict[str, object]:
-    """Build one model and time it; runs in its own process.
+    """Build one model of one scenario and time it; runs in its own
+    process.
+
+    Args:
+        config (str): CenterMask config path.
+        kind (str): One of :data:`KINDS`.
+        scenario (str): One of :data:`SCENARIOS`.
+        target (dict, optional): Mask R-CNN only: what CenterMask's FCOS
+            NMS received (``candidates``, ``classes``) and its
+            ``max_per_img``.
+        args (argparse.Namespace): The command line.
 
     Returns:
-        dict: ``size``, ``params_m``, ``masks`` (pasted per image), wall
-        ``latency_ms`` (median, min, max), ``cpu_ms`` (median; CPU only),
-        ``mem_mb`` (inference peak minus memory before the runs),
-        ``peak_mb`` (whole process / all CUDA allocations) and
-        ``rss_method`` (how the CPU peak was read).
+        dict: ``size`` (h, w), ``params_m``, ``score_thr``,
+        ``max_per_img``, ``nms`` (the :class:`NMSInput` of every NMS call),
+        ``masks`` (pasted), ``stage_ms`` (per stage, a list over the runs),
+        ``cpu_ms`` (process CPU time per run; CPU only), ``aten_ops``,
+        ``syncs`` (CUDA only), ``mem_mb`` (inference peak minus memory
+        before the runs), ``peak_mb`` (whole process / all CUDA
+        allocations) and ``rss_method`` (how the CPU peak was read).
     """
     import logging
 
@@ -223,44 +246,49 @@ def measure(config: str, kind: str, size: Optional[Tuple[int, int]],
     from mmengine.logging import MMLogger
 
     import mmcentermask  # noqa: F401  (registration)
-    from mmcentermask.utils.benchmark import (anchor_sized_boxes,
-                                              count_aten_ops,
-                                              count_cuda_syncs, heads_pass,
-                                              make_data, mask_rcnn_model_cfg,
-                                              set_post_processing)
+    from mmcentermask.utils.benchmark import (
+        anchor_sized_boxes, count_aten_ops, count_cuda_syncs, heads_pass,
+        inference_stages, make_data, mask_rcnn_model_cfg,
+        match_box_head_candidates, probe_inference, set_post_processing,
+        time_stages)
     register_all_modules()
     if args.threads:
         torch.set_num_threads(args.threads)
     MMLogger.get_current_instance().setLevel(logging.WARNING)
     cuda = args.device == 'cuda'
+    realistic = scenario == 'realistic'
 
     cfg = Config.fromfile(config)
-    size = size or test_size(cfg)
-    if is_centermask(kind):
+    if kind == 'CenterMask':
         model_cfg = cfg.model
-        model_cfg.channels_last = kind == CHANNELS_LAST
+        model_cfg.channels_last = args.channels_last
+        model_cfg.test_cfg.fcos.nms_mode = args.nms_mode
+        if not realistic:
+            set_post_processing(model_cfg, 0., args.max_dets)
     else:
         model_cfg = mask_rcnn_model_cfg(cfg)
-    if not args.config_post_processing:
-        set_post_processing(model_cfg, args.score_thr, args.max_dets)
-    if is_centermask(kind):
-        model_cfg.test_cfg.fcos.nms_mode = args.nms_mode
+        set_post_processing(model_cfg, 0., target['max_per_img'])
     torch.manual_seed(0)
     model = REGISTRY.build(model_cfg)
     model.init_weights()
-    if args.golden_weights:
+    if realistic:
         load_golden_weights(model, config, kind)
-        size = tuple(golden_data(config)['inputs'][0].shape[1:])
-    elif is_centermask(kind):
+    elif kind == 'CenterMask':
         anchor_sized_boxes(model)
-    new_data = (lambda: golden_data(config)) if args.golden_weights \
+    size = args.size or test_size(cfg)
+    new_data = (lambda: golden_data(config)) if realistic \
         else (lambda: make_data(size))
     model.to(args.device)
     model.eval()
     if args.fuse_conv_bn:
         from mmcv.cnn import fuse_conv_bn
         fuse_conv_bn(model.backbone)
-    params = sum(p.numel() for p in model.parameters())
+    if kind == 'Mask R-CNN':
+        match_box_head_candidates(model, new_data(), target['classes'],
+                                  target['candidates'])
+    post = model.test_cfg.fcos if kind == 'CenterMask' \
+        else model.test_cfg.rcnn
+    nms, results = probe_inference(model, new_data())
 
     if cuda:
         torch.cuda.synchronize()
@@ -269,121 +297,230 @@ def measure(config: str, kind: str, size: Optional[Tuple[int, int]],
     else:
         mem_before = current_rss_mb()
         was_reset = reset_peak_rss()
-    wall, cpu, masks = [], [], []
-    with torch.no_grad():
-        for i in range(args.warmup + args.repeat):
-            data = new_data()
-            if cuda:
-                torch.cuda.synchronize()
-            start, start_cpu = time.perf_counter(), time.process_time()
-            results = model.test_step(data)
-            if cuda:
-                torch.cuda.synchronize()
-            end, end_cpu = time.perf_counter(), time.process_time()
-            if i >= args.warmup:
-                wall.append(1000 * (end - start))
-                cpu.append(1000 * (end_cpu - start_cpu))
-                masks.append(len(results[0].pred_instances.masks))
+    stages = inference_stages(model)
+    stage_ms, cpu_ms = [[] for _ in stages], []
+    for i in range(args.warmup + args.repeat):
+        data = new_data()
+        start_cpu = time.process_time()
+        times, _ = time_stages(stages, data, cuda)
+        end_cpu = time.process_time()
+        if i >= args.warmup:
+            for column, value in zip(stage_ms, times):
+                column.append(value)
+            cpu_ms.append(1000 * (end_cpu - start_cpu))
     if cuda:
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak = peak_rss_mb(was_reset)
     heads = heads_pass(model, new_data())
     heads()
-    ops = count_aten_ops(heads)[0]
-    syncs = count_cuda_syncs(heads) if cuda else None
     return dict(
-        aten_ops=ops,
-        syncs=syncs,
-        size=size,
-        params_m=params / 1e6,
-        masks=statistics.median(masks),
-        latency_ms=(statistics.median(wall), min(wall), max(wall)),
-        cpu_ms=None if cuda else statistics.median(cpu),
+        size=tuple(results[0].img_shape),
+        params_m=sum(p.numel() for p in model.parameters()) / 1e6,
+        score_thr=post.score_thr,
+        max_per_img=post.max_per_img,
+        nms=[call._asdict() for call in nms],
+        masks=len(results[0].pred_instances.masks),
+        stage_ms=stage_ms,
+        cpu_ms=None if cuda else cpu_ms,
+        aten_ops=count_aten_ops(heads)[0],
+        syncs=count_cuda_syncs(heads) if cuda else None,
         mem_mb=peak - mem_before,
         peak_mb=peak,
         rss_method=None if cuda else
         ('VmHWM reset' if was_reset else 'ru_maxrss'))
 
 
-def run(models: List[str], args: argparse.Namespace) -> List[dict]:
-    """Measure every model and its Mask R-CNN, each in a fresh process."""
-    rows = []
-    for model in models:
-        kinds = KINDS + ((CHANNELS_LAST, ) if args.channels_last else ())
-        for kind in kinds:
-            with ProcessPoolExecutor(
-                    max_workers=1,
-                    mp_context=get_context('spawn'),
-                    max_tasks_per_child=1) as pool:
-                result = pool.submit(measure, config_path(model), kind,
-                                     args.size, args).result()
-            result.update(model=model, kind=kind)
-            rows.append(result)
-            print(
-                f'  {kind:>10s} {model}: {result["latency_ms"][0]:.0f} ms, '
-                f'{result["mem_mb"]:.0f} MiB',
-                flush=True)
-    return rows
+def in_fresh_process(*task) -> dict:
+    """``measure(*task)`` in a new (spawned) process."""
+    with ProcessPoolExecutor(
+            max_workers=1, mp_context=get_context('spawn'),
+            max_tasks_per_child=1) as pool:
+        return pool.submit(measure, *task).result()
 
 
-def table(rows: List[dict], device: str) -> str:
-    """Markdown table; ratios are CenterMask / Mask R-CNN of each pair."""
-    mem = 'inference peak RSS (MiB)' if device == 'cpu' \
-        else 'inference peak CUDA memory (MiB)'
-    head = [
-        'model', 'detector', 'input (HxW)', 'params (M)', 'masks',
-        'latency median (min-max) (ms)', 'x Mask R-CNN',
-        'ATen ops after the backbone'
-    ] + (['host syncs after the backbone'] if device == 'cuda' else [])
-    if device == 'cpu':
-        head += ['CPU time (ms)', 'x Mask R-CNN']
-    head += [mem, 'x Mask R-CNN', 'process peak (MiB)']
-    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-    base = {row['model']: row for row in rows if row['kind'] == 'Mask R-CNN'}
-    for row in rows:
-        ref = base[row['model']]
-        median, low, high = row['latency_ms']
-        cells = [
-            row['model'], row['kind'], '{}x{}'.format(*row['size']),
-            f'{row["params_m"]:.1f}', f'{row["masks"]:g}',
-            f'{median:.0f} ({low:.0f}-{high:.0f})',
-            f'{median / ref["latency_ms"][0]:.2f}', f'{row["aten_ops"]}'
-        ] + ([f'{row["syncs"]}'] if device == 'cuda' else [])
-        if device == 'cpu':
-            cells += [
-                f'{row["cpu_ms"]:.0f}', f'{row["cpu_ms"] / ref["cpu_ms"]:.2f}'
-            ]
-        cells += [
-            f'{row["mem_mb"]:.0f}', f'{row["mem_mb"] / ref["mem_mb"]:.2f}',
-            f'{row["peak_mb"]:.0f}'
-        ]
-        lines.append('| ' + ' | '.join(cells) + ' |')
+def class_aware_input(result: dict, kind: str) -> dict:
+    """The class-aware NMS input of a result: FCOS (CenterMask) or the box
+    head's (Mask R-CNN)."""
+    nms = 'FCOS' if kind == 'CenterMask' else 'box head'
+    calls = [call for call in result['nms'] if call['nms'] == nms]
+    if len(calls) != 1:
+        raise RuntimeError(f'{kind}: {len(calls)} {nms} NMS calls, '
+                           'expected one')
+    return calls[0]
+
+
+def run(args: argparse.Namespace) -> List[dict]:
+    """Measure every model and scenario: CenterMask, then Mask R-CNN
+    matched to it, each in a fresh process.
+
+    Returns:
+        list[dict]: Per model and scenario, ``model``, ``scenario``,
+        ``CenterMask`` and ``Mask R-CNN`` (see :func:`measure`).
+    """
+    pairs = []
+    for model in args.models:
+        config = config_path(model)
+        for scenario in args.scenarios:
+            if scenario == 'realistic' and \
+                    osp.basename(config) not in GOLDEN_VARIANTS:
+                print(
+                    f'  {model}: no golden weights, realistic scenario '
+                    'skipped',
+                    flush=True)
+                continue
+            centermask = in_fresh_process(config, 'CenterMask', scenario, None,
+                                          args)
+            fcos = class_aware_input(centermask, 'CenterMask')
+            target = dict(
+                candidates=fcos['boxes'],
+                classes=fcos['groups'],
+                max_per_img=centermask['max_per_img'])
+            mask_rcnn = in_fresh_process(config, 'Mask R-CNN', scenario,
+                                         target, args)
+            pairs.append({
+                'model': model,
+                'scenario': scenario,
+                'CenterMask': centermask,
+                'Mask R-CNN': mask_rcnn
+            })
+            print(f'  {model}, {scenario}: done', flush=True)
+    return pairs
+
+
+def table(pairs: List[dict], device: str) -> str:
+    """One Markdown table: per model and scenario, each quantity for
+    CenterMask and Mask R-CNN and the ratio CenterMask / Mask R-CNN (of the
+    medians for times)."""
+    lines = [
+        '| model | scenario | quantity | CenterMask | Mask R-CNN | '
+        'CenterMask / Mask R-CNN |', '|---|---|---|---|---|---|'
+    ]
+    for pair in pairs:
+        rows = quantities(pair['CenterMask'], pair['Mask R-CNN'], device)
+        for i, (quantity, cells) in enumerate(rows):
+            model, scenario = (pair['model'], pair['scenario']) if i == 0 \
+                else ('', '')
+            lines.append(f'| {model} | {scenario} | {quantity} | ' +
+                         ' | '.join(cells) + ' |')
     return '\n'.join(lines)
 
 
-def machine(args: argparse.Namespace) -> str:
-    """One line on the machine and the software."""
-    import mmdet
-    import torch
-    if args.device == 'cuda':
-        hardware = torch.cuda.get_device_name()
-    else:
-        cpu = platform.processor() or 'unknown CPU'
+def quantities(centermask: dict, mask_rcnn: dict,
+               device: str) -> List[Tuple[str, List[str]]]:
+    """The rows of one model and scenario: (quantity, [CenterMask, Mask
+    R-CNN, ratio])."""
+    from mmcentermask.utils.benchmark import STAGES
+
+    def ratio(a: float, b: float) -> str:
+        return f'{a / b:.2f}' if b else '-'
+
+    def counted(name: str, a: float, b: float) -> Tuple[str, List[str]]:
+        return name, [f'{a:g}', f'{b:g}', ratio(a, b)]
+
+    def timed(name: str, a: List[float],
+              b: List[float]) -> Tuple[str, List[str]]:
+        cells = [f'{statistics.median(v):.1f} ({min(v):.1f})' for v in (a, b)]
+        return name, cells + [
+            ratio(statistics.median(a), statistics.median(b))
+        ]
+
+    fcos = class_aware_input(centermask, 'CenterMask')
+    box_head = class_aware_input(mask_rcnn, 'Mask R-CNN')
+    rpn = [call for call in mask_rcnn['nms'] if call['nms'] == 'RPN']
+    rows = [
+        ('input (H x W)',
+         ['{}x{}'.format(*r['size']) for r in (centermask, mask_rcnn)] + ['']),
+        ('score threshold',
+         [f'{r["score_thr"]:.4g}' for r in (centermask, mask_rcnn)] + ['']),
+        counted('candidates into the class-aware NMS', fcos['boxes'],
+                box_head['boxes']),
+        counted('classes among them', len(fcos['groups']),
+                len(box_head['groups'])),
+        ('other NMS input (boxes)', ['-'] + [
+            ', '.join(f'RPN {call["boxes"]} in {len(call["groups"])} levels'
+                      for call in rpn) or '-'
+        ] + ['']),
+        counted('final masks', centermask['masks'], mask_rcnn['masks']),
+    ]
+    totals = [[sum(run) for run in zip(*r['stage_ms'])]
+              for r in (centermask, mask_rcnn)]
+    rows += [
+        timed(f'{stage}, median (min) ms', a, b) for stage, a, b in zip(
+            STAGES, centermask['stage_ms'], mask_rcnn['stage_ms'])
+    ]
+    rows.append(timed('total, median (min) ms', *totals))
+    if device == 'cpu':
+        rows.append(
+            timed('process CPU time, median (min) ms', centermask['cpu_ms'],
+                  mask_rcnn['cpu_ms']))
+    rows.append(
+        counted('ATen ops after the backbone', centermask['aten_ops'],
+                mask_rcnn['aten_ops']))
+    if device == 'cuda':
+        rows.append(
+            counted('host syncs after the backbone', centermask['syncs'],
+                    mask_rcnn['syncs']))
+    memory = 'RSS' if device == 'cpu' else 'CUDA memory'
+    rows.append((f'inference peak {memory} (MiB)', [
+        f'{centermask["mem_mb"]:.0f}', f'{mask_rcnn["mem_mb"]:.0f}',
+        ratio(centermask['mem_mb'], mask_rcnn['mem_mb'])
+    ]))
+    rows.append(('parameters (M)', [
+        f'{centermask["params_m"]:.1f}', f'{mask_rcnn["params_m"]:.1f}',
+        ratio(centermask['params_m'], mask_rcnn['params_m'])
+    ]))
+    return rows
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``lscpu``, else ``/proc/cpuinfo``)."""
+    try:
+        out = subprocess.run(['lscpu'],
+                             capture_output=True,
+                             text=True,
+                             check=True).stdout
+        names = [
+            line.split(':', 1)[1].strip() for line in out.splitlines()
+            if line.startswith('Model name')
+        ]
+    except (OSError, subprocess.CalledProcessError):
+        names = []
+    if not names:
         with open('/proc/cpuinfo') as f:
             names = [
                 line.split(':', 1)[1].strip() for line in f
                 if line.startswith('model name')
             ]
-        with open('/proc/meminfo') as f:
-            total_kb = int(f.readline().split()[1])
-        hardware = (f'{names[0] if names else cpu}, {os.cpu_count()} logical '
-                    f'CPUs, {total_kb / 2**20:.0f} GiB RAM, '
-                    f'{args.threads or torch.get_num_threads()} torch '
-                    'threads')
-    return (f'{hardware}; torch {torch.__version__}, mmdet '
-            f'{mmdet.__version__}; repeat {args.repeat}, warmup '
-            f'{args.warmup}')
+    return names[0] if names else platform.processor() or 'unknown CPU'
+
+
+def machine(args: argparse.Namespace) -> str:
+    """One line on the machine, the software and the settings."""
+    import mmcv
+    import mmdet
+    import torch
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    with open('/proc/meminfo') as f:
+        total_kb = int(f.readline().split()[1])
+    parts = [
+        f'CPU {cpu_model()}, {os.cpu_count()} logical CPUs, '
+        f'{total_kb / 2**20:.0f} GiB RAM'
+    ]
+    if args.device == 'cuda':
+        parts.append(f'GPU {torch.cuda.get_device_name()} (CUDA '
+                     f'{torch.version.cuda})')
+    parts += [
+        f'torch {torch.__version__}, mmcv {mmcv.__version__}, mmdet '
+        f'{mmdet.__version__}', f'{torch.get_num_threads()} torch threads',
+        f'device {args.device}',
+        f'{args.repeat} timed runs after {args.warmup} warm-up',
+        f'CenterMask channels_last={args.channels_last!r}, '
+        f'nms_mode={args.nms_mode!r}',
+        f'backbone BN folded: {args.fuse_conv_bn}'
+    ]
+    return '; '.join(parts)
 
 
 def load_average() -> str:
@@ -406,9 +543,21 @@ def parse_args() -> argparse.Namespace:
         help='input HxW, e.g. 800x1333; default: each config\'s test size '
         '(800x1333, Lite 600x1000)')
     parser.add_argument(
-        '--repeat', type=int, default=10, help='timed runs (median)')
+        '--scenarios',
+        nargs='+',
+        choices=SCENARIOS,
+        default=list(SCENARIOS),
+        help='realistic: converted golden weights and image, config '
+        'post-processing (configs with golden weights only); worst-case: '
+        'random weights and image, CenterMask score threshold 0')
     parser.add_argument(
-        '--warmup', type=int, default=2, help='untimed runs first')
+        '--repeat',
+        type=int,
+        help='timed runs (median, min); default 20 on CUDA, 3 on the CPU')
+    parser.add_argument(
+        '--warmup',
+        type=int,
+        help='untimed runs first; default 5 on CUDA, 1 on the CPU')
     parser.add_argument(
         '--threads',
         type=int,
@@ -419,22 +568,11 @@ def parse_args() -> argparse.Namespace:
         default='cpu',
         help='run on the CPU or the current CUDA device')
     parser.add_argument(
-        '--score-thr',
-        type=float,
-        default=0.,
-        help='score threshold of both detectors')
-    parser.add_argument(
         '--max-dets',
         type=int,
         default=50,
-        help='detections (= pasted masks) per image of both detectors')
-    parser.add_argument(
-        '--golden-weights',
-        action='store_true',
-        help='realistic candidates: the converted golden centermask2 weights '
-        '(CenterMask; the backbone of Mask R-CNN) on the golden coffee '
-        'image resized to the config\'s test size, with the config\'s '
-        'post-processing (Lite V2-19-slim-dw and V2-39 configs only)')
+        help='worst case: detections (= pasted masks) per image of both '
+        'detectors')
     parser.add_argument(
         '--fuse-conv-bn',
         action='store_true',
@@ -447,16 +585,20 @@ def parse_args() -> argparse.Namespace:
         help='CenterMask FCOS NMS mode (test_cfg.fcos.nms_mode)')
     parser.add_argument(
         '--channels-last',
-        action='store_true',
-        help='also time each CenterMask with channels_last=True (NHWC)')
-    parser.add_argument(
-        '--config-post-processing',
-        action='store_true',
-        help='keep each config\'s thresholds (ignores --score-thr and '
-        '--max-dets; the number of masks then depends on the weights)')
+        choices=list(CHANNELS_LAST),
+        nargs='?',
+        const='true',
+        default='cpu',
+        help='CenterMask channels_last: cpu (default, as built: NHWC on the '
+        'CPU, NCHW on a GPU), true (also alone: --channels-last) or false; '
+        'Mask R-CNN stays NCHW')
     args = parser.parse_args()
-    if args.golden_weights:
-        args.config_post_processing = True
+    cuda = args.device == 'cuda'
+    if args.repeat is None:
+        args.repeat = 20 if cuda else 3
+    if args.warmup is None:
+        args.warmup = 5 if cuda else 1
+    args.channels_last = CHANNELS_LAST[args.channels_last]
     if args.repeat < 1 or args.warmup < 0:
         parser.error('--repeat must be >= 1 and --warmup >= 0')
     for model in args.models:
@@ -466,23 +608,40 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+#: One line per scenario, printed above the table.
+SCENARIO_LEGEND = {
+    'realistic':
+    'converted golden centermask2 weights (Mask R-CNN: the backbone; '
+    'random heads) on the golden coffee image, CenterMask config '
+    'post-processing',
+    'worst-case':
+    'random weights on a random image, CenterMask score threshold 0',
+}
+
+
 def main() -> None:
     args = parse_args()
     if args.device == 'cuda':
         import torch
         if not torch.cuda.is_available():
             sys.exit('--device cuda: CUDA is not available')
-    print(
-        f'{machine(args)}; load average before: {load_average()}', flush=True)
-    rows = run(args.models, args)
+    print(machine(args), flush=True)
+    print(f'load average before: {load_average()}', flush=True)
+    pairs = run(args)
     print(f'load average after: {load_average()}')
-    post = 'config thresholds' if args.config_post_processing else \
-        f'score_thr {args.score_thr}, max_per_img {args.max_dets}'
-    print(f'post-processing: {post}; CenterMask nms_mode {args.nms_mode}')
+    for scenario in args.scenarios:
+        print(f'{scenario}: {SCENARIO_LEGEND[scenario]}')
+    print('controlled: Mask R-CNN max_per_img = CenterMask\'s; its box-head '
+          'classifier and score threshold set so that its class-aware NMS '
+          'receives as many candidates of the same classes as CenterMask\'s '
+          'FCOS NMS')
     if args.device == 'cpu':
-        methods = sorted({row['rss_method'] for row in rows})
+        methods = sorted(
+            {pair[kind]['rss_method']
+             for pair in pairs
+             for kind in KINDS})
         print(f'peak RSS from: {", ".join(methods)}')
-    print(table(rows, args.device))
+    print(table(pairs, args.device))
 
 
 if __name__ == '__main__':

@@ -3,9 +3,10 @@
 # run yet; never more than GPU_CHECK_BUDGET_S, default 460 s, in all):
 #   1. environment: torch, CUDA device, mmcv's compiled ops on the device;
 #   2. benchmark_centermask.py on CUDA, CenterMask-Lite V2-19-slim-dw (600x1000) and
-#      CenterMask V2-39 (800x1333) against Mask R-CNN with the same backbone, latency, ATen
-#      ops and host syncs: first with the converted golden weights (realistic candidates),
-#      then random weights at score threshold 0 (the worst case);
+#      CenterMask V2-39 (800x1333) against Mask R-CNN with the same backbone, candidates and
+#      final masks: per-stage latency (CUDA events, median and min of 20 runs after 5), ATen
+#      ops and host syncs; first the realistic scenario (converted golden weights), then the
+#      worst case (random weights, CenterMask score threshold 0);
 #   3. the quick-start config trained for 50 iterations with --amp (AmpOptimWrapper, float16)
 #      on the bundled shapes set, then every logged loss checked finite;
 #   4. inference of that checkpoint under float16 and bfloat16 autocast against float32 at
@@ -114,10 +115,11 @@ print('mmcv nms on', device, nms(boxes, torch.tensor([0.9, 0.8], device=device),
 EOF
 if [ "$mode" = cuda ]; then
   command -v nvidia-smi > /dev/null && nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
-  part benchmark_golden_weights 150 "$PYTHON" tools/analysis_tools/benchmark_centermask.py \
-    "${golden[@]}" --golden-weights
+  part benchmark_realistic 150 "$PYTHON" tools/analysis_tools/benchmark_centermask.py \
+    "${golden[@]}" --scenarios realistic
 fi
-part benchmark_worst_case 150 "$PYTHON" tools/analysis_tools/benchmark_centermask.py "${bench[@]}"
+part benchmark_worst_case 150 "$PYTHON" tools/analysis_tools/benchmark_centermask.py "${bench[@]}" \
+  --scenarios worst-case
 part shapes_data 60 "$PYTHON" tools/dataset_converters/make_shapes_dataset.py --out "$data" \
   "${data_args[@]}"
 part train 180 "$PYTHON" tools/train.py "$config" --work-dir "$OUT/train" "${train_args[@]}"

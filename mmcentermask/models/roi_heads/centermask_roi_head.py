@@ -296,13 +296,31 @@ class CenterMaskRoIHead(MaskScoringRoIHead):
             scale_factor`` rounded. With ``clip_boxes`` empty boxes are
             dropped, so n_i can be smaller than the input.
         """
+        mask_probs, mask_ious = self.mask_probabilities(
+            x, batch_img_metas, detections)
+        return self.postprocess(detections, mask_probs, mask_ious,
+                                batch_img_metas, rescale)
+
+    def mask_probabilities(self, x: Tuple[Tensor], batch_img_metas: List[dict],
+                           detections: InstanceList) -> Tuple[Tensor, Tensor]:
+        """The mask branch on the detections, each reduced to its class:
+        mask probabilities and predicted mask IoU, before pasting.
+
+        Args:
+            x (tuple[Tensor]): FPN maps (B, C, H_l, W_l).
+            batch_img_metas (list[dict]): Per image, ``img_shape``.
+            detections (list[:obj:`InstanceData`]): Per image, ``bboxes``
+                (n_i, 4) in network-input pixels and ``labels`` (n_i, ).
+
+        Returns:
+            tuple[Tensor, Tensor]: Mask probabilities (n, M, M) and mask
+            IoUs (n, ), all images concatenated.
+        """
         rois = bbox2roi([dets.bboxes for dets in detections])
         labels = torch.cat([dets.labels for dets in detections])
         results = self.mask_branch(x, rois, labels, batch_img_metas)
-        mask_probs = select_class(results['mask_preds'], labels).sigmoid()
-        mask_ious = select_class(results['mask_iou_preds'], labels)
-        return self.postprocess(detections, mask_probs, mask_ious,
-                                batch_img_metas, rescale)
+        return (select_class(results['mask_preds'], labels).sigmoid(),
+                select_class(results['mask_iou_preds'], labels))
 
     @force_float32
     def postprocess(self,
