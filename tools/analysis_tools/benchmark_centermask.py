@@ -283,6 +283,9 @@ def measure(config: str, kind: str, scenario: str, target: Optional[dict],
     if args.fuse_conv_bn:
         from mmcv.cnn import fuse_conv_bn
         fuse_conv_bn(model.backbone)
+    if args.compile:  # CompileNetworkHook's parts, both detectors
+        model.backbone.compile()
+        model.neck.compile()
     if kind == 'Mask R-CNN':
         match_box_head_candidates(model, new_data(), target['classes'],
                                   target['candidates'])
@@ -518,7 +521,8 @@ def machine(args: argparse.Namespace) -> str:
         f'{args.repeat} timed runs after {args.warmup} warm-up',
         f'CenterMask channels_last={args.channels_last!r}, '
         f'nms_mode={args.nms_mode!r}',
-        f'backbone BN folded: {args.fuse_conv_bn}'
+        f'backbone BN folded: {args.fuse_conv_bn}',
+        f'backbone + neck compiled: {args.compile}'
     ]
     return '; '.join(parts)
 
@@ -579,6 +583,11 @@ def parse_args() -> argparse.Namespace:
         help='fold the backbone BNs into their convs (both detectors; what '
         'FuseConvBNHook does before tools/test.py)')
     parser.add_argument(
+        '--compile',
+        action='store_true',
+        help='torch.compile the backbone and neck of both detectors (what '
+        'CompileNetworkHook does); compiled during the warm-up runs')
+    parser.add_argument(
         '--nms-mode',
         choices=['auto', 'exact', 'batched'],
         default='auto',
@@ -601,6 +610,9 @@ def parse_args() -> argparse.Namespace:
     args.channels_last = CHANNELS_LAST[args.channels_last]
     if args.repeat < 1 or args.warmup < 0:
         parser.error('--repeat must be >= 1 and --warmup >= 0')
+    if args.compile and args.warmup < 1:
+        parser.error('--compile needs --warmup >= 1 (the first run '
+                     'compiles)')
     for model in args.models:
         if not osp.isfile(config_path(model)):
             parser.error(f'{model} is neither a name of {list(MODELS)} nor '
