@@ -57,7 +57,11 @@ class CenterMaskRoIHead(MaskScoringRoIHead):
             ``sampler``, ``mask_size`` and ``mask_thr_binary`` (logit
             threshold of the MaskIoU targets, 0 in CenterMask).
         test_cfg (:obj:`ConfigDict` or dict, optional): ``mask_thr_binary``
-            (probability threshold of the pasted masks, 0.5).
+            (probability threshold of the pasted masks, 0.5) and
+            ``label_channel_only`` (default True: the mask predictor
+            computes only each detection's class, 1 of K output channels;
+            False: every class, then the detection's, as centermask2 —
+            the same logits up to float32 summation order).
         clip_boxes (bool): detectron2 test-time box clipping and mask pasting
             (see above). Defaults to True.
         init_cfg (:obj:`ConfigDict` or dict or list, optional): Defaults to
@@ -91,7 +95,8 @@ class CenterMaskRoIHead(MaskScoringRoIHead):
                     x: Tuple[Tensor],
                     rois: Tensor,
                     labels: Tensor,
-                    batch_img_metas: Optional[List[dict]] = None) -> dict:
+                    batch_img_metas: Optional[List[dict]] = None,
+                    all_classes: bool = True) -> dict:
         """Run the mask branch on given boxes: RoI pooling, mask head and
         MaskIoU head (fed the mask of ``labels``).
 
@@ -107,22 +112,38 @@ class CenterMaskRoIHead(MaskScoringRoIHead):
                 the MaskIoU head.
             batch_img_metas (list[dict], optional): Passed to the extractor
                 (the level rule needs each image's ``img_shape``).
+            all_classes (bool): Predict the mask logits of every class
+                (centermask2; training and tensor mode need them) or, with
+                False, only of each RoI's class (see
+                :meth:`SAGMaskHead.predict_label_logits`; mask heads without
+                that method predict every class). Defaults to True.
 
         Returns:
             dict: ``mask_feats`` (n, C, S, S) pooled features,
-            ``mask_preds`` (n, K, M, M) mask logits and ``mask_iou_preds``
-            (n, K) predicted mask IoUs.
+            ``mask_preds`` (n, K, M, M) mask logits (None with
+            ``all_classes=False``), ``label_mask_preds`` (n, M, M) the
+            logits of each RoI's class and ``mask_iou_preds`` (n, K)
+            predicted mask IoUs.
         """
         mask_feats = self.mask_roi_extractor(
             x[:self.mask_roi_extractor.num_inputs],
             rois,
             batch_img_metas=batch_img_metas)
-        mask_preds = self.mask_head(mask_feats)
-        mask_iou_preds = self.mask_iou_head(
-            mask_feats, select_class(mask_preds, labels))
+        if all_classes or not hasattr(self.mask_head, 'predict_label_logits'):
+            mask_preds = self.mask_head(mask_feats)
+            mask_labels = (
+                torch.zeros_like(labels)
+                if self.mask_head.class_agnostic else labels)
+            label_mask_preds = select_class(mask_preds, mask_labels)
+        else:
+            mask_preds = None
+            label_mask_preds = self.mask_head.predict_label_logits(
+                mask_feats, labels)
+        mask_iou_preds = self.mask_iou_head(mask_feats, label_mask_preds)
         return dict(
             mask_feats=mask_feats,
             mask_preds=mask_preds,
+            label_mask_preds=label_mask_preds,
             mask_iou_preds=mask_iou_preds)
 
     def forward(self,
@@ -318,8 +339,13 @@ class CenterMaskRoIHead(MaskScoringRoIHead):
         """
         rois = bbox2roi([dets.bboxes for dets in detections])
         labels = torch.cat([dets.labels for dets in detections])
-        results = self.mask_branch(x, rois, labels, batch_img_metas)
-        return (select_class(results['mask_preds'], labels).sigmoid(),
+        results = self.mask_branch(
+            x,
+            rois,
+            labels,
+            batch_img_metas,
+            all_classes=not self.test_cfg.get('label_channel_only', True))
+        return (results['label_mask_preds'].sigmoid(),
                 select_class(results['mask_iou_preds'], labels))
 
     @force_float32

@@ -212,6 +212,7 @@ def test_mask_pasted_into_clipped_or_unclipped_box(clip_boxes):
     mask_preds[:, 1, :, :14] = 20.
     fake = dict(
         mask_preds=mask_preds,
+        label_mask_preds=mask_preds[:, 1],
         mask_feats=torch.zeros(1, CHANNELS, 14, 14),
         mask_iou_preds=torch.ones(1, NUM_CLASSES))
     sample = data_sample((48, 60), (48, 60), (1., 1.))
@@ -266,6 +267,35 @@ def test_forward_tensor_mode():
     assert few_preds.shape == (3, NUM_CLASSES, 28, 28)
     assert few_iou.shape == (3, NUM_CLASSES)
     assert calls[0][1] is not None and calls[1][1] is None
+
+
+@pytest.mark.parametrize('class_agnostic', [False, True])
+def test_label_channel_only_gives_the_all_class_logits(class_agnostic):
+    """The default prediction path computes only each detection's class
+    channel; centermask2's path (``label_channel_only=False``: all K
+    channels, then the detection's) gives the same mask probabilities and
+    mask IoUs up to float32 summation order."""
+    torch.manual_seed(0)
+    head = build_head().eval()
+    head.mask_head.class_agnostic = class_agnostic
+    if class_agnostic:  # a one-channel predictor with the same input
+        head.mask_head.conv_logits = torch.nn.Conv2d(
+            head.mask_head.conv_logits.in_channels, 1, 1)
+    for param in head.parameters():
+        torch.nn.init.normal_(param, std=0.1)
+    dets = detections([[2., 3., 40., 30.], [10., 5., 60., 47.],
+                       [0., 0., 59., 47.]], [1, 0, 2])
+    metas = [dict(img_shape=(48, 60))]
+    with torch.no_grad():
+        head.test_cfg['label_channel_only'] = True
+        probs, ious = head.mask_probabilities(fpn_features(1), metas, [dets])
+        head.test_cfg['label_channel_only'] = False
+        ref_probs, ref_ious = head.mask_probabilities(
+            fpn_features(1), metas, [dets])
+    assert probs.shape == ref_probs.shape == (3, 28, 28)
+    torch.testing.assert_close(probs, ref_probs, rtol=0, atol=1e-6)
+    torch.testing.assert_close(ious, ref_ious, rtol=1e-5, atol=1e-6)
+    assert probs.max() - probs.min() > 0.01  # not a constant map
 
 
 def test_requires_a_mask_branch():

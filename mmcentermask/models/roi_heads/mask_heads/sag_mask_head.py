@@ -152,6 +152,18 @@ class SAGMaskHead(FCNMaskHead):
             Tensor: Mask logits, shape (n, K, M, M) (K = 1 if class
             agnostic).
         """
+        return self.conv_logits(self.forward_features(x))
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Convs, spatial attention and upsampling: the input of the
+        predictor.
+
+        Args:
+            x (Tensor): RoI features, shape (n, C, S, S).
+
+        Returns:
+            Tensor: Shape (n, conv_out_channels, M, M).
+        """
         for conv in self.convs:
             x = conv(x)
         x = self.spatial_attention(x)
@@ -159,7 +171,30 @@ class SAGMaskHead(FCNMaskHead):
             x = self.upsample(x)
             if self.upsample_method == 'deconv':
                 x = self.relu(x)
-        return self.conv_logits(x)
+        return x
+
+    def predict_label_logits(self, x: Tensor, labels: Tensor) -> Tensor:
+        """Mask logits of each RoI's class only: the 1x1 predictor applied
+        with that class's weight row (one batched matrix product instead of
+        all K output channels; the same logits up to float32 summation
+        order). Inference only: the loss needs :meth:`forward`.
+
+        Args:
+            x (Tensor): RoI features, shape (n, C, S, S).
+            labels (Tensor): Class of each RoI, (n, ).
+
+        Returns:
+            Tensor: Mask logits, shape (n, M, M).
+        """
+        features = self.forward_features(x)
+        if self.class_agnostic:
+            labels = torch.zeros_like(labels)
+        weight = self.conv_logits.weight[labels].flatten(1)  # (n, C)
+        logits = torch.bmm(weight[:, None, :], features.flatten(2))
+        logits = logits.view(-1, *features.shape[-2:])
+        if self.conv_logits.bias is not None:
+            logits = logits + self.conv_logits.bias[labels, None, None]
+        return logits
 
     @force_float32
     def loss_and_target(self, mask_preds: Tensor,
