@@ -6,7 +6,7 @@
 # tests at the largest), at most 50 FCOS detections per image as training RoIs
 # (centermask2: 100) of which at most 8 positives per image train the mask and MaskIoU
 # heads (centermask2: 128), channels-last tensors (faster convolutions on the CPU),
-# AdamW with gradient clipping, 1600 iterations of batch 8.
+# AdamW (fused kernel) with gradient clipping, 1600 iterations of batch 8.
 _base_ = './centermask-lite_vovnet-v2-19-slim-dw_fpn_ms-4x_coco.py'
 
 data_root = 'data/shapes/'
@@ -99,7 +99,10 @@ param_scheduler = [
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',
-    optimizer=dict(type='AdamW', lr=0.002, weight_decay=0.05),
+    # fused=True: PyTorch's one-pass AdamW kernel (the MaskIoU head's fcs
+    # hold 4.3M of the 6.2M weights); it rounds differently from the
+    # per-tensor loop (relative 1e-8 per step). fused=False is that loop.
+    optimizer=dict(type='AdamW', lr=0.002, weight_decay=0.05, fused=True),
     paramwise_cfg=dict(norm_decay_mult=0.0, bias_decay_mult=0.0),
     clip_grad=dict(max_norm=10.0))
 # Seeded, so that a run on the same machine reproduces the README's figures.

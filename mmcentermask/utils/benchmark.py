@@ -2,16 +2,23 @@
 (``tools/analysis_tools/benchmark_centermask.py`` and the op-count test):
 the Mask R-CNN with a CenterMask config's backbone, controlled
 post-processing and candidates, a random input, inference split into timed
-stages, and ATen-op, host-sync and NMS-input counting.
+stages, and ATen-op, host-sync and NMS-input counting; and the runner of a
+benchmark inside another checkout of this package (``compare_commits.py``,
+``benchmark_train_step.py``).
 """
 import contextlib
 import copy
 import functools
 import importlib
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
 import time
 import warnings
-from typing import (Callable, Dict, Iterator, List, NamedTuple, Sequence,
-                    Tuple)
+from typing import (Callable, Dict, Iterator, List, NamedTuple, Optional,
+                    Sequence, Tuple)
 
 import torch
 import torch.nn.functional as F
@@ -480,3 +487,37 @@ def count_cuda_syncs(fn: Callable[[], object]) -> int:
     finally:
         torch.cuda.set_sync_debug_mode(previous)
     return sum('synchroniz' in str(w.message) for w in caught)
+
+
+def run_in_checkout(checkout: str,
+                    python_args: List[str],
+                    cwd: Optional[str] = None) -> dict:
+    """Run Python with ``checkout`` first on ``PYTHONPATH`` (so that it
+    imports that checkout's ``mmcentermask``) and read the JSON object of the
+    last line it prints.
+
+    Args:
+        checkout (str): Root of a checkout of this package (e.g. a git
+            worktree of an older commit).
+        python_args (list[str]): Arguments of the interpreter, e.g.
+            ``['-c', code, ...]`` or ``[script, ...]``.
+        cwd (str, optional): Working directory. Defaults to ``checkout``.
+
+    Returns:
+        dict: The parsed last line of stdout.
+
+    Raises:
+        RuntimeError: The process failed (the end of its stderr is in the
+            message).
+    """
+    checkout = osp.abspath(checkout)
+    env = dict(os.environ, PYTHONPATH=checkout)
+    proc = subprocess.run(
+        [sys.executable] + python_args,
+        cwd=cwd or checkout,
+        env=env,
+        capture_output=True,
+        text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f'{checkout}: {proc.stderr[-3000:]}')
+    return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -7,6 +7,7 @@ The recipe is checked on the configs of the authors' schedules, named
 settings (``*_mb-ms-3x_coco.py``: maskrcnn-benchmark behaviour,
 ``*_shapes.py``: CPU quick start) change it on purpose.
 """
+import copy
 import glob
 import os.path as osp
 import re
@@ -17,6 +18,7 @@ import torch
 import yaml
 from mmdet.registry import DATASETS, HOOKS
 from mmengine.logging import MMLogger
+from mmengine.optim import build_optim_wrapper
 
 from config_test_utils import (CONFIG_ROOT, REPO_ROOT,
                                assert_instance_predictions, build_model,
@@ -213,6 +215,27 @@ def test_train_step(name):
         f'{unused} get no gradient: distributed training (DDP) stops at the '
         'second iteration unless the config sets '
         'find_unused_parameters=True')
+
+
+def test_shapes_optimizer_is_fused_and_steps_as_the_loop():
+    """The quick start's AdamW runs PyTorch's fused kernel; its exact
+    switch (``fused=False``, the per-tensor loop) takes the same step up to
+    float rounding, parameter groups (no decay on norms and biases)
+    included."""
+    cfg = load_config(shapes_config_path())
+    params = {}
+    for fused in (True, False):
+        model = build_model(cfg.model)
+        optim_cfg = copy.deepcopy(cfg.optim_wrapper)
+        optim_cfg.optimizer.fused = fused
+        optim_wrapper = build_optim_wrapper(model, optim_cfg)
+        assert optim_wrapper.optimizer.defaults['fused'] is fused
+        train_step(model, make_batch(model.num_classes))
+        optim_wrapper.step()
+        params[fused] = dict(model.named_parameters())
+    for name, fused_param in params[True].items():
+        torch.testing.assert_close(
+            fused_param, params[False][name], rtol=1e-6, atol=1e-7, msg=name)
 
 
 def test_metafile_and_readme_list_every_config():

@@ -5,7 +5,8 @@ final masks (50; both at score threshold 0, Mask R-CNN's box head with every
 class of its 1000 proposals), in both NMS modes; the controlled comparison
 gives both detectors' class-aware NMS the same candidates and classes and
 both paste the same number of masks; the timed stages give what
-``test_step`` gives."""
+``test_step`` gives. ``run_in_checkout`` (the comparisons of two versions)
+imports the checkout it is given."""
 import os.path as osp
 
 import pytest
@@ -19,7 +20,7 @@ from mmcentermask.utils.benchmark import (
     STAGES, anchor_sized_boxes, class_aware_nms_input, count_aten_ops,
     heads_pass, inference_stages, make_data, mask_rcnn_model_cfg,
     match_box_head_candidates, probe_inference, recorded_nms_inputs,
-    set_post_processing, time_stages)
+    run_in_checkout, set_post_processing, time_stages)
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 LITE = osp.join(REPO_ROOT, 'configs', 'centermask',
@@ -166,3 +167,22 @@ def test_recorded_nms_inputs_restores_the_nms_functions():
             dict(type='nms', iou_threshold=0.5))
     assert centermask_fcos_head.class_aware_nms is original
     assert calls == [('FCOS', 3, (2, 5))]
+
+
+def test_run_in_checkout_imports_that_checkout(tmp_path):
+    checkout = tmp_path / 'checkout'
+    (checkout / 'mmcentermask').mkdir(parents=True)
+    (checkout / 'mmcentermask' /
+     '__init__.py').write_text("ORIGIN = 'stand-in'\n")
+    code = ('import json, os, mmcentermask; print("log line"); '
+            'print(json.dumps(dict(origin=mmcentermask.ORIGIN, '
+            'cwd=os.getcwd())))')
+    assert run_in_checkout(str(checkout), ['-c', code]) == dict(
+        origin='stand-in', cwd=str(checkout))
+    assert run_in_checkout(
+        str(checkout), ['-c', code], cwd=str(tmp_path))['cwd'] == str(tmp_path)
+
+
+def test_run_in_checkout_reports_the_failure(tmp_path):
+    with pytest.raises(RuntimeError, match='ZeroDivisionError'):
+        run_in_checkout(str(tmp_path), ['-c', '1 / 0'])

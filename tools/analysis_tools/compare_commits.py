@@ -17,14 +17,17 @@ Example::
         --config configs/centermask/centermask_vovnet-v2-39_fpn_ms-3x_coco.py
 """
 import argparse
-import json
 import os
 import os.path as osp
 import statistics
-import subprocess
 import sys
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if REPO_ROOT not in sys.path:
+    sys.path.append(REPO_ROOT)
+
+from mmcentermask.utils.benchmark import run_in_checkout  # noqa: E402
+
 VARIANTS = {
     'centermask-lite_vovnet-v2-19-slim-dw_fpn_ms-4x_coco.py':
     'lite_v19_slim_dw',
@@ -84,23 +87,17 @@ def run_once(checkout: str, config: str, args: argparse.Namespace,
     """One process in ``checkout``: its fastest of ``--runs`` timed runs;
     ``options``: with ``--fuse-conv-bn`` / ``--channels-last``."""
     golden = osp.join(REPO_ROOT, 'tests', 'data', 'golden')
-    env = dict(os.environ, PYTHONPATH=osp.abspath(checkout))
-    proc = subprocess.run([
-        sys.executable, '-c', WORKER, golden, VARIANTS[osp.basename(config)],
-        config,
-        str(args.runs),
-        str(args.threads),
-        str(int(options and args.fuse_conv_bn)),
-        str(int(options and args.channels_last)),
-        str(int(options and args.compile))
-    ],
-                          cwd=osp.abspath(checkout),
-                          env=env,
-                          capture_output=True,
-                          text=True)
-    if proc.returncode != 0:
-        sys.exit(f'{checkout}: {proc.stderr[-3000:]}')
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    try:
+        return run_in_checkout(checkout, [
+            '-c', WORKER, golden, VARIANTS[osp.basename(config)], config,
+            str(args.runs),
+            str(args.threads),
+            str(int(options and args.fuse_conv_bn)),
+            str(int(options and args.channels_last)),
+            str(int(options and args.compile))
+        ])
+    except RuntimeError as error:
+        sys.exit(str(error))
 
 
 def main() -> None:
