@@ -53,7 +53,7 @@ model = dict(
     roi_head=dict(
         mask_roi_extractor=dict(
             roi_layer=dict(
-                type='RoIAlign', output_size=14, sampling_ratio=2,
+                type='SparseRoIAlign', output_size=14, sampling_ratio=2,
                 aligned=False))),
     train_cfg=dict(
         fcos_proposal=dict(score_thr=0.03, nms=mb_nms, max_per_img=100),

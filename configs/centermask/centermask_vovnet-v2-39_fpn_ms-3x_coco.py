@@ -67,7 +67,7 @@ model = dict(
         mask_roi_extractor=dict(
             type='AdaptiveLevelRoIExtractor',
             roi_layer=dict(
-                type='RoIAlign', output_size=14, sampling_ratio=0,
+                type='SparseRoIAlign', output_size=14, sampling_ratio=0,
                 aligned=True),
             out_channels=fpn_channels,
             featmap_strides=[8, 16, 32]),

@@ -148,8 +148,9 @@ def test_recipe(path):
     assert extractor.type == 'AdaptiveLevelRoIExtractor'
     assert extractor.get('level_rule', 'ratio') == 'ratio'
     assert extractor.featmap_strides == [8, 16, 32]
+    # SparseRoIAlign: mmcv's RoIAlign computed as a sparse product on the CPU
     assert extractor.roi_layer == dict(
-        type='RoIAlign', output_size=14, sampling_ratio=0, aligned=True)
+        type='SparseRoIAlign', output_size=14, sampling_ratio=0, aligned=True)
     assert cfg.model.backbone.init_cfg is None
 
 

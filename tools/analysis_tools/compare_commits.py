@@ -3,7 +3,9 @@ the same weights and image, measured alternately in one run.
 
 Each checkout (a git worktree of any commit, e.g. ``git worktree add
 /tmp/base ad117a2``) is imported in its own process (``PYTHONPATH``), builds
-the model of ``--config`` with the converted golden centermask2 weights of
+the model of its own copy of ``--config`` (the path is relative to each
+checkout's root, so each version runs its own settings) with the converted
+golden centermask2 weights of
 this checkout's ``tests/data/golden`` and times ``model.test_step`` on the
 golden coffee photograph resized to the config's test size (realistic
 candidate counts, the config's post-processing). The rounds alternate
@@ -84,9 +86,11 @@ print(json.dumps(dict(ms=min(times[1:]), dets=len(out[0].pred_instances))))
 
 def run_once(checkout: str, config: str, args: argparse.Namespace,
              options: bool) -> dict:
-    """One process in ``checkout``: its fastest of ``--runs`` timed runs;
-    ``options``: with ``--fuse-conv-bn`` / ``--channels-last``."""
+    """One process in ``checkout``: its fastest of ``--runs`` timed runs
+    of ``config`` (relative to the checkout's root); ``options``: with
+    ``--fuse-conv-bn`` / ``--channels-last``."""
     golden = osp.join(REPO_ROOT, 'tests', 'data', 'golden')
+    config = osp.join(osp.abspath(checkout), config)
     try:
         return run_in_checkout(checkout, [
             '-c', WORKER, golden, VARIANTS[osp.basename(config)], config,
@@ -110,7 +114,8 @@ def main() -> None:
     parser.add_argument(
         '--config',
         required=True,
-        help=f'a config with golden weights: {sorted(VARIANTS)}')
+        help='a config with golden weights, relative to the checkouts\' '
+        f'root: {sorted(VARIANTS)}')
     parser.add_argument('--rounds', type=int, default=3)
     parser.add_argument('--runs', type=int, default=3)
     parser.add_argument('--threads', type=int, default=2)
@@ -132,7 +137,7 @@ def main() -> None:
     args = parser.parse_args()
     if osp.basename(args.config) not in VARIANTS:
         parser.error(f'--config must be one of {sorted(VARIANTS)}')
-    config = osp.abspath(args.config)
+    config = osp.relpath(osp.abspath(args.config), REPO_ROOT)
     best = {args.base: [], args.new: []}
     for _ in range(args.rounds):
         for checkout in (args.base, args.new):

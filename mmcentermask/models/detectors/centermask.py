@@ -13,10 +13,11 @@ from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 from torch import Tensor, nn
 
 from mmcentermask.utils.weight_check import guard_weight_loading
+from ..layers import SparseRoIAlign
 from .inference_settings import check_test_cfg
 
 # mmcv ops whose kernels index their input as contiguous NCHW and silently
-# compute garbage on a channels-last tensor.
+# compute garbage on a channels-last tensor (SparseRoIAlign takes either).
 NCHW_ONLY_OPS = (RoIAlign, DeformConv2d, ModulatedDeformConv2d)
 CHANNELS_LAST_CHOICES = (True, False, 'cpu')
 
@@ -57,7 +58,8 @@ class CenterMask(SingleStageDetector):
             measured 4-25% faster training steps and 12-19% faster
             inference (README, Benchmarks); results equal up to float32
             summation order. mmcv ops that need NCHW input (RoIAlign,
-            deformable convs) get contiguous copies. Defaults to ``'cpu'``.
+            deformable convs) get contiguous copies; SparseRoIAlign reads
+            channels-last maps as they are. Defaults to ``'cpu'``.
     """
 
     def __init__(self,
@@ -108,7 +110,8 @@ class CenterMask(SingleStageDetector):
         self.channels_last = channels_last
         if channels_last is not False:
             for module in self.modules():
-                if isinstance(module, NCHW_ONLY_OPS):
+                if isinstance(module, NCHW_ONLY_OPS) and not isinstance(
+                        module, SparseRoIAlign):
                     module.register_forward_pre_hook(_contiguous_inputs)
 
     def extract_feat(self, batch_inputs: Tensor) -> Tuple[Tensor]:

@@ -190,7 +190,11 @@ class SAGMaskHead(FCNMaskHead):
         if self.class_agnostic:
             labels = torch.zeros_like(labels)
         weight = self.conv_logits.weight[labels].flatten(1)  # (n, C)
-        logits = torch.bmm(weight[:, None, :], features.flatten(2))
+        if features.is_contiguous():
+            logits = torch.bmm(weight[:, None, :], features.flatten(2))
+        else:  # channels-last: (n, M*M, C) is a view, no layout copy
+            pixels = features.permute(0, 2, 3, 1).flatten(1, 2)
+            logits = torch.bmm(pixels, weight[:, :, None])
         logits = logits.view(-1, *features.shape[-2:])
         if self.conv_logits.bias is not None:
             logits = logits + self.conv_logits.bias[labels, None, None]

@@ -8,10 +8,11 @@ import sys
 from typing import List, Optional, Sequence, Tuple
 
 import torch
+from mmcv import ops
 from mmdet.models.roi_heads.roi_extractors import BaseRoIExtractor
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptMultiConfig
-from torch import Tensor
+from torch import Tensor, nn
 
 # detectron2 adds machine epsilon inside the logarithm; in float32 it is
 # numerically inert but is kept so the formula reads as in centermask2.
@@ -54,9 +55,12 @@ class AdaptiveLevelRoIExtractor(BaseRoIExtractor):
     :class:`mmdet.models.SingleRoIExtractor` does for DDP.
 
     Args:
-        roi_layer (:obj:`ConfigDict` or dict): RoI layer config, e.g.
-            ``dict(type='RoIAlign', output_size=14, sampling_ratio=0,
-            aligned=True)`` (detectron2's ``ROIAlignV2``).
+        roi_layer (:obj:`ConfigDict` or dict): RoI layer config: an mmcv
+            op, e.g. ``dict(type='RoIAlign', output_size=14,
+            sampling_ratio=0, aligned=True)`` (detectron2's
+            ``ROIAlignV2``), or a layer registered in ``MODELS`` such as
+            :class:`SparseRoIAlign` (the same op, multi-threaded on the
+            CPU; the CenterMask configs' choice).
         out_channels (int): Channels of the input feature maps.
         featmap_strides (list[int]): Strides of the pooled levels; powers of
             two of consecutive levels, e.g. ``[8, 16, 32]`` for P3-P5.
@@ -91,6 +95,22 @@ class AdaptiveLevelRoIExtractor(BaseRoIExtractor):
         self.level_rule = level_rule
         self.canonical_box_size = canonical_box_size
         self.canonical_level = canonical_level
+
+    def build_roi_layers(self, layer_cfg: ConfigType,
+                         featmap_strides: List[int]) -> nn.ModuleList:
+        """One RoI layer per stride: an mmcv op (as mmdet builds them) or
+        a layer registered in ``MODELS`` (e.g. ``'SparseRoIAlign'``)."""
+        layer_type = layer_cfg['type']
+        if not isinstance(layer_type, str) or hasattr(ops, layer_type):
+            return super().build_roi_layers(layer_cfg, featmap_strides)
+        if layer_type not in MODELS:
+            raise KeyError(
+                f'roi_layer type {layer_type!r} is neither an mmcv op nor a '
+                "registered layer; use e.g. 'RoIAlign' or 'SparseRoIAlign'")
+        return nn.ModuleList([
+            MODELS.build(dict(layer_cfg, spatial_scale=1 / stride))
+            for stride in featmap_strides
+        ])
 
     @staticmethod
     def _pyramid_levels(featmap_strides: Sequence[int]) -> Tuple[int, int]:
@@ -190,8 +210,6 @@ class AdaptiveLevelRoIExtractor(BaseRoIExtractor):
         # bfloat16 kernel, and float16 RoIs would round pixel coordinates
         feats = [feat.float() for feat in feats[:self.num_inputs]]
         rois = rois.float()
-        roi_feats = feats[0].new_zeros(
-            rois.size(0), self.out_channels, *self.roi_layers[0].output_size)
         target_lvls = self.map_roi_levels(
             rois, self.roi_image_areas(feats, rois, batch_img_metas))
         if roi_scale_factor is not None:
@@ -200,13 +218,33 @@ class AdaptiveLevelRoIExtractor(BaseRoIExtractor):
         # RoIs grouped by level (input order kept), one host read of counts
         order = torch.sort(target_lvls, stable=True)[1]
         counts = torch.bincount(target_lvls, minlength=self.num_inputs)
-        for feat, roi_layer, inds in zip(feats, self.roi_layers,
-                                         order.split(counts.tolist())):
-            if len(inds) > 0:
-                roi_feats[inds] = roi_layer(feat, rois[inds])
-            elif self.training:
+        level_inds = order.split(counts.tolist())
+        pooled = [(inds, roi_layer(feat, rois[inds]))
+                  for feat, roi_layer, inds in zip(feats, self.roi_layers,
+                                                   level_inds)
+                  if len(inds) > 0]
+        roi_feats = self._output_buffer(feats[0], rois.size(0), pooled)
+        for inds, level_feats in pooled:
+            roi_feats[inds] = level_feats
+        for feat, inds in zip(feats, level_inds):
+            if len(inds) == 0 and self.training:
                 # keep unused levels in the graph (DDP), as SingleRoIExtractor
                 roi_feats += sum(
                     p.view(-1)[0]
                     for p in self.parameters()) * 0. + feat.sum() * 0.
         return roi_feats
+
+    def _output_buffer(self, feat: Tensor, num_rois: int,
+                       pooled: List[Tuple[Tensor, Tensor]]) -> Tensor:
+        """Zeros (k, C, S, S) in the memory format of the pooled levels
+        (channels-last from :class:`SparseRoIAlign` on the CPU), so that
+        filling it is no layout conversion."""
+        layout = torch.contiguous_format
+        if pooled and not pooled[0][1].is_contiguous():
+            layout = torch.channels_last
+        return torch.zeros(
+            num_rois,
+            self.out_channels,
+            *self.roi_layers[0].output_size,
+            dtype=feat.dtype,
+            device=feat.device).contiguous(memory_format=layout)

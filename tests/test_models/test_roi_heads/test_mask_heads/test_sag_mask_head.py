@@ -126,6 +126,27 @@ def test_forward_order_convs_sam_deconv_predictor():
         torch.testing.assert_close(head(x), expected, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_label_logits_are_the_label_channel_of_forward(channels_last):
+    """predict_label_logits = forward()[i, label_i] for NCHW and for
+    channels-last RoI features (whose product reads the NHWC view)."""
+    torch.manual_seed(0)
+    head = SAGMaskHead(
+        num_convs=2, in_channels=6, conv_out_channels=8, num_classes=5)
+    for param in head.parameters():
+        torch.nn.init.normal_(param, std=0.3)
+    x = torch.randn(4, 6, 14, 14)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    labels = torch.tensor([3, 0, 4, 3])
+    with torch.no_grad():
+        assert head.forward_features(x).is_contiguous() != channels_last
+        logits = head.predict_label_logits(x, labels)
+        expected = head(x)[torch.arange(4), labels]
+    assert logits.shape == (4, 28, 28)
+    torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
+
+
 def square_polygon_masks():
     """One GT: the square [0, 20] x [0, 20] in a 40 x 40 image."""
     return PolygonMasks([[np.array([0., 0., 20., 0., 20., 20., 0., 20.])]], 40,

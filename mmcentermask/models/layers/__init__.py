@@ -1,0 +1,3 @@
+from .sparse_roi_align import SparseRoIAlign
+
+__all__ = ['SparseRoIAlign']
