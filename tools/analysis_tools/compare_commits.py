@@ -48,7 +48,8 @@ from mmengine.config import Config
 import mmcentermask
 from mmcentermask.converters.centermask2 import convert_centermask2
 
-golden, variant, config, runs, threads, fuse, channels_last, compile_network = sys.argv[1:9]
+(golden, variant, config, runs, threads, fuse, channels_last, compile_network,
+ bfloat16) = sys.argv[1:10]
 torch.set_num_threads(int(threads))
 register_all_modules()
 sys.path.insert(0, golden)
@@ -72,7 +73,8 @@ with np.load(f'{golden}/{variant}/coffee_infer.npz') as data:
     ori = tuple(int(v) for v in data['orig_hw'])
     scale = tuple(float(v) for v in data['scale_xy'])
 times = []
-with torch.no_grad():
+precision = torch.autocast('cpu', dtype=torch.bfloat16, enabled=bfloat16 == '1')
+with torch.no_grad(), precision:
     for _ in range(int(runs) + 1):
         sample = DetDataSample(metainfo=dict(
             img_id=0, ori_shape=ori, img_shape=tuple(image.shape[1:]),
@@ -98,7 +100,8 @@ def run_once(checkout: str, config: str, args: argparse.Namespace,
             str(args.threads),
             str(int(options and args.fuse_conv_bn)),
             str(int(options and args.channels_last)),
-            str(int(options and args.compile))
+            str(int(options and args.compile)),
+            str(int(options and args.bf16))
         ])
     except RuntimeError as error:
         sys.exit(str(error))
@@ -134,6 +137,12 @@ def main() -> None:
         action='store_true',
         help='new checkout: backbone and FPN compiled with torch.compile '
         '(CompileNetworkHook), compilation in the untimed first run')
+    parser.add_argument(
+        '--bf16',
+        action='store_true',
+        help='new checkout: under CPU bfloat16 autocast, as tools/test.py '
+        'runs with --cfg-options test_cfg.fp16=True (changes results '
+        'beyond float32 rounding; opt-in)')
     args = parser.parse_args()
     if osp.basename(args.config) not in VARIANTS:
         parser.error(f'--config must be one of {sorted(VARIANTS)}')
@@ -147,7 +156,7 @@ def main() -> None:
                   f'{result["dets"]} detections', flush=True)
     base = statistics.median(best[args.base])
     new = statistics.median(best[args.new])
-    options = [o for o in ('fuse_conv_bn', 'channels_last', 'compile')
+    options = [o for o in ('fuse_conv_bn', 'channels_last', 'compile', 'bf16')
                if getattr(args, o)]
     print(f'{osp.basename(config)}, {args.threads} threads, new with '
           f'{options or "defaults"}: base {base:.0f} '
