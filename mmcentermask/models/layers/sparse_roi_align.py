@@ -65,7 +65,7 @@ class SparseRoIAlign(RoIAlign):
             return super().forward(input.contiguous(), rois)
         batch, channels, height, width = input.shape
         pooled_h, pooled_w = self.output_size
-        rois = rois.to(input.dtype)
+        samples = self.sample_grid(rois.to(input.dtype))
         # (B*H*W, C) rows; a view for a channels-last input
         pixels = input.permute(0, 2, 3, 1).reshape(-1, channels)
         # in the input's dtype: CPU autocast would run the product in
@@ -74,7 +74,7 @@ class SparseRoIAlign(RoIAlign):
             outputs = [
                 torch.sparse.mm(
                     self.bilinear_matrix(chunk, height, width, batch), pixels)
-                for chunk in self.chunks(rois)
+                for chunk in self.chunks(samples)
             ]
         out = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
         return out.view(-1, pooled_h, pooled_w, channels).permute(0, 3, 1, 2)
@@ -86,16 +86,16 @@ class SparseRoIAlign(RoIAlign):
                 and input.dtype in (torch.float32, torch.float64)
                 and not torch.onnx.is_in_onnx_export())
 
-    def sample_grid(self, rois: Tensor) -> Tuple[Tensor, ...]:
+    def sample_grid(self, rois: Tensor) -> Tensor:
         """Sampled region of each RoI, in feature-map pixels.
 
         Args:
             rois (Tensor): (k, 5) RoIs in input pixels.
 
         Returns:
-            tuple[Tensor]: each (k,): ``start_y``, ``start_x``, ``bin_h``,
-            ``bin_w`` (pixels), ``grid_h``, ``grid_w`` (samples per bin
-            along each axis, whole numbers >= 0, as floats).
+            Tensor: (k, 7) columns ``batch_index``, ``start_y``,
+            ``start_x``, ``bin_h``, ``bin_w`` (pixels), ``grid_h``,
+            ``grid_w`` (samples per bin along each axis, whole numbers >= 0).
         """
         offset = 0.5 if self.aligned else 0.
         start_x = rois[:, 1] * self.spatial_scale - offset
@@ -119,20 +119,17 @@ class SparseRoIAlign(RoIAlign):
         else:
             grid_h = torch.ceil(bin_h).clamp(min=0)
             grid_w = torch.ceil(bin_w).clamp(min=0)
-        return start_y, start_x, bin_h, bin_w, grid_h, grid_w
+        return torch.stack(
+            [rois[:, 0], start_y, start_x, bin_h, bin_w, grid_h, grid_w], 1)
 
-    def chunks(self, rois: Tensor) -> Tuple[Tensor, ...]:
-        """Split ``rois`` (in order) so that no matrix holds more than
-        :data:`MAX_MATRIX_ENTRIES` entries."""
-        *_, grid_h, grid_w = self.sample_grid(rois)
-        if len(rois) == 0:
-            return (rois, )
+    def chunks(self, samples: Tensor) -> Tuple[Tensor, ...]:
+        """Split the rows of :meth:`sample_grid` (in order) so that no
+        matrix holds more than :data:`MAX_MATRIX_ENTRIES` entries."""
         per_roi = (4 * self.output_size[0] * self.output_size[1] *
-                   max(int(grid_h.max()), 1) * max(int(grid_w.max()), 1))
-        size = max(MAX_MATRIX_ENTRIES // per_roi, 1)
-        return rois.split(size)
+                   _largest_grid(samples[:, 5]) * _largest_grid(samples[:, 6]))
+        return samples.split(max(MAX_MATRIX_ENTRIES // per_roi, 1))
 
-    def bilinear_matrix(self, rois: Tensor, height: int, width: int,
+    def bilinear_matrix(self, samples: Tensor, height: int, width: int,
                         batch: int) -> Tensor:
         """The (k x S_h x S_w, B x H x W) CSR matrix of sample weights.
 
@@ -140,19 +137,24 @@ class SparseRoIAlign(RoIAlign):
         bilinear weights of each of its ``grid_h x grid_w`` samples divided
         by their count, at the flat pixel index ``b*H*W + y*W + x`` of the
         RoI's image ``b``. Every row stores the same number of entries (the
-        largest grid of ``rois``); unused samples have weight 0.
+        largest grid of the chunk); unused samples have weight 0.
+
+        Args:
+            samples (Tensor): (k, 7) rows of :meth:`sample_grid`.
+            height (int): Feature-map height H.
+            width (int): Feature-map width W.
+            batch (int): Images B in the feature map.
         """
-        start_y, start_x, bin_h, bin_w, grid_h, grid_w = self.sample_grid(
-            rois)
-        max_h = max(int(grid_h.max()), 1) if len(rois) else 1
-        max_w = max(int(grid_w.max()), 1) if len(rois) else 1
+        image, start_y, start_x, bin_h, bin_w, grid_h, grid_w = samples.unbind(
+            1)
+        max_h, max_w = _largest_grid(grid_h), _largest_grid(grid_w)
         y_low, y_high, y_frac, y_valid = _axis_samples(
             start_y, bin_h, grid_h, max_h, self.output_size[0], height)
         x_low, x_high, x_frac, x_valid = _axis_samples(
             start_x, bin_w, grid_w, max_w, self.output_size[1], width)
         count = (grid_h * grid_w).clamp(min=1)
         # (k, S_h, S_w, max_h, max_w): 1 / count where both samples count
-        scale = _outer(y_valid.to(rois.dtype), x_valid.to(rois.dtype))
+        scale = _outer(y_valid.to(samples.dtype), x_valid.to(samples.dtype))
         scale = scale / count[:, None, None, None, None]
         y_keep, x_keep = 1. - y_frac, 1. - x_frac
         weights = torch.stack([
@@ -161,15 +163,14 @@ class SparseRoIAlign(RoIAlign):
             _outer(y_frac, x_keep),
             _outer(y_frac, x_frac)
         ], -1) * scale[..., None]
-        image = (rois[:, 0].long() * (height * width))[:, None, None, None,
-                                                         None]
+        image = (image.long() * (height * width))[:, None, None, None, None]
         columns = torch.stack([
             image + _outer(y_low * width, x_low, torch.add),
             image + _outer(y_low * width, x_high, torch.add),
             image + _outer(y_high * width, x_low, torch.add),
             image + _outer(y_high * width, x_high, torch.add)
         ], -1)
-        rows = len(rois) * self.output_size[0] * self.output_size[1]
+        rows = len(samples) * self.output_size[0] * self.output_size[1]
         per_row = 4 * max_h * max_w
         row_starts = torch.arange(0, rows * per_row + 1, per_row)
         with warnings.catch_warnings():
@@ -180,6 +181,12 @@ class SparseRoIAlign(RoIAlign):
                 columns.reshape(-1),
                 weights.reshape(-1), (rows, batch * height * width),
                 check_invariants=False)
+
+
+def _largest_grid(grid: Tensor) -> int:
+    """Samples per bin stored along one axis: the largest of ``grid``, at
+    least 1 (also for no RoIs)."""
+    return max(int(grid.max()), 1) if len(grid) else 1
 
 
 def _axis_samples(start: Tensor, bin_size: Tensor, grid: Tensor,
