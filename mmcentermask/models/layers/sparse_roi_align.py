@@ -148,28 +148,17 @@ class SparseRoIAlign(RoIAlign):
         image, start_y, start_x, bin_h, bin_w, grid_h, grid_w = samples.unbind(
             1)
         max_h, max_w = _largest_grid(grid_h), _largest_grid(grid_w)
-        y_low, y_high, y_frac, y_valid = _axis_samples(
-            start_y, bin_h, grid_h, max_h, self.output_size[0], height)
-        x_low, x_high, x_frac, x_valid = _axis_samples(
-            start_x, bin_w, grid_w, max_w, self.output_size[1], width)
+        y_pixels, y_weights = _axis_samples(start_y, bin_h, grid_h, max_h,
+                                            self.output_size[0], height)
+        x_pixels, x_weights = _axis_samples(start_x, bin_w, grid_w, max_w,
+                                            self.output_size[1], width)
         count = (grid_h * grid_w).clamp(min=1)
-        # (k, S_h, S_w, max_h, max_w): 1 / count where both samples count
-        scale = _outer(y_valid.to(samples.dtype), x_valid.to(samples.dtype))
-        scale = scale / count[:, None, None, None, None]
-        y_keep, x_keep = 1. - y_frac, 1. - x_frac
-        weights = torch.stack([
-            _outer(y_keep, x_keep),
-            _outer(y_keep, x_frac),
-            _outer(y_frac, x_keep),
-            _outer(y_frac, x_frac)
-        ], -1) * scale[..., None]
-        image = (image.long() * (height * width))[:, None, None, None, None]
-        columns = torch.stack([
-            image + _outer(y_low * width, x_low, torch.add),
-            image + _outer(y_low * width, x_high, torch.add),
-            image + _outer(y_high * width, x_low, torch.add),
-            image + _outer(y_high * width, x_high, torch.add)
-        ], -1)
+        # (k, S_h, S_w, max_h, max_w, 2, 2): the last two axes are the lower
+        # / upper pixel along y and x (mmcv's w1..w4 and pos1..pos4 order)
+        weights = _outer(y_weights, x_weights) / count.view(-1, *[1] * 6)
+        image = image.long() * (height * width)
+        columns = _outer(y_pixels * width, x_pixels,
+                         torch.add) + image.view(-1, *[1] * 6)
         rows = len(samples) * self.output_size[0] * self.output_size[1]
         per_row = 4 * max_h * max_w
         row_starts = torch.arange(0, rows * per_row + 1, per_row)
@@ -191,7 +180,7 @@ def _largest_grid(grid: Tensor) -> int:
 
 def _axis_samples(start: Tensor, bin_size: Tensor, grid: Tensor,
                   max_grid: int, pooled: int,
-                  size: int) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+                  size: int) -> Tuple[Tensor, Tensor]:
     """Sample coordinates along one axis, as mmcv's ``roi_align`` computes
     them (float32 operation order kept).
 
@@ -204,10 +193,10 @@ def _axis_samples(start: Tensor, bin_size: Tensor, grid: Tensor,
         size (int): Feature-map length along the axis.
 
     Returns:
-        tuple[Tensor]: each (k, pooled, max_grid): lower and upper pixel
-        (int64), the fraction towards the upper one, and whether the sample
-        counts (one of the RoI's own samples, not more than one pixel
-        outside the map).
+        tuple[Tensor]: each (k, pooled, max_grid, 2): the lower and upper
+        pixel of every sample (int64) and their linear-interpolation
+        weights, 0 for samples that do not count (not one of the RoI's own
+        samples, or more than one pixel outside the map).
     """
     bins = torch.arange(pooled, dtype=start.dtype, device=start.device)
     samples = torch.arange(max_grid, dtype=start.dtype, device=start.device)
@@ -223,9 +212,12 @@ def _axis_samples(start: Tensor, bin_size: Tensor, grid: Tensor,
     low = low.clamp(max=size - 1)
     high = torch.where(at_edge, low, low + 1)
     frac = torch.where(at_edge, torch.zeros_like(coords), coords - low)
-    return low, high, frac, valid
+    weights = torch.stack([1. - frac, frac], -1) * valid[..., None]
+    return torch.stack([low, high], -1), weights
 
 
 def _outer(y_part: Tensor, x_part: Tensor, op=torch.mul) -> Tensor:
-    """(k, S_h, G_h) x (k, S_w, G_w) -> (k, S_h, S_w, G_h, G_w)."""
-    return op(y_part[:, :, None, :, None], x_part[:, None, :, None, :])
+    """(k, S_h, G_h, 2) x (k, S_w, G_w, 2) -> (k, S_h, S_w, G_h, G_w, 2, 2)
+    with ``op`` (product or sum) of every y / x pair."""
+    return op(y_part[:, :, None, :, None, :, None],
+              x_part[:, None, :, None, :, None, :])
