@@ -3,15 +3,16 @@ import pytest
 import torch
 from mmdet.structures.bbox import bbox2roi
 
-from mmcentermask.models import AdaptiveLevelRoIExtractor
+from mmcentermask.models import AdaptiveLevelRoIExtractor, SparseRoIAlign
 
 ROI_LAYER = dict(
     type='RoIAlign', output_size=14, sampling_ratio=0, aligned=True)
 
 
-def make_extractor(**kwargs) -> AdaptiveLevelRoIExtractor:
+def make_extractor(roi_layer: dict = ROI_LAYER,
+                   **kwargs) -> AdaptiveLevelRoIExtractor:
     return AdaptiveLevelRoIExtractor(
-        roi_layer=ROI_LAYER,
+        roi_layer=roi_layer,
         out_channels=4,
         featmap_strides=[8, 16, 32],
         **kwargs)
@@ -110,6 +111,42 @@ def test_empty_levels_stay_in_graph():
 
     empty = extractor(feats, rois[:0])
     assert empty.shape == (0, 4, 14, 14) and empty.requires_grad
+
+
+def test_registered_roi_layer_matches_mmcv_op():
+    """A roi_layer type registered in MODELS (SparseRoIAlign) is built per
+    stride; on channels-last maps its pooled RoIs stay channels-last and
+    equal mmcv's RoIAlign up to float32 rounding, RoIs of every level."""
+    sparse = make_extractor(dict(ROI_LAYER, type='SparseRoIAlign'))
+    assert [type(layer) for layer in sparse.roi_layers] == [SparseRoIAlign] * 3
+    assert [layer.spatial_scale for layer in sparse.roi_layers] == [
+        1 / 8, 1 / 16, 1 / 32
+    ]
+    torch.manual_seed(0)
+    feats = tuple(
+        torch.randn(1, 4, 128 // s, 128 // s).contiguous(
+            memory_format=torch.channels_last) for s in (8, 16, 32))
+    rois = bbox2roi([
+        torch.tensor([[8., 8., 40., 40.], [0., 0., 120., 128.],
+                      [3., 10., 100., 70.]])
+    ])
+    metas = [dict(img_shape=(128, 128))]
+    assert make_extractor().map_roi_levels(
+        rois, torch.full((3, ), 128. * 128)).tolist() == [0, 2, 1]
+    out = sparse(feats, rois, batch_img_metas=metas)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    # mmcv's kernel needs NCHW maps (README, Known limits)
+    nchw = tuple(feat.contiguous() for feat in feats)
+    torch.testing.assert_close(
+        out,
+        make_extractor()(nchw, rois, batch_img_metas=metas),
+        rtol=0,
+        atol=1e-5)
+
+
+def test_unknown_roi_layer_type_is_an_error():
+    with pytest.raises(KeyError, match="'RoIPool2' is neither an mmcv op"):
+        make_extractor(dict(ROI_LAYER, type='RoIPool2'))
 
 
 def test_invalid_arguments():
