@@ -61,4 +61,7 @@ val_evaluator = dict(metric=['bbox', 'segm'])
 test_evaluator = val_evaluator
 # crash-safe checkpoints and a stop on non-finite losses, as every config
 default_hooks = dict(checkpoint=dict(type='CrashSafeCheckpointHook'))
-custom_hooks = [dict(type='NonFiniteLossHook')]
+custom_hooks = [
+    dict(type='NonFiniteLossHook'),
+    dict(type='ReuseCPUMemoryHook')
+]

@@ -120,6 +120,9 @@ param_scheduler = [
 default_hooks = dict(
     checkpoint=dict(
         type='CrashSafeCheckpointHook', interval=10, max_keep_ckpts=3))
-custom_hooks = [dict(type='NonFiniteLossHook')]
+custom_hooks = [
+    dict(type='NonFiniteLossHook'),
+    dict(type='ReuseCPUMemoryHook')
+]
 # The learning rate is for 8 GPUs x 16 images; --auto-scale-lr scales it.
 auto_scale_lr = dict(base_batch_size=128)

@@ -5,7 +5,10 @@ _base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
 custom_imports = dict(imports=['mmcentermask'], allow_failed_imports=False)
 # Crash-safe checkpoints and a stop on NaN/inf losses (mmcentermask/engine/hooks/).
 default_hooks = dict(checkpoint=dict(type='CrashSafeCheckpointHook'))
-custom_hooks = [dict(type='NonFiniteLossHook')]
+custom_hooks = [
+    dict(type='NonFiniteLossHook'),
+    dict(type='ReuseCPUMemoryHook')
+]
 
 model = dict(
     # the base initialises the backbone from torchvision://resnet50 (a download); point this

@@ -7,7 +7,10 @@ _base_ = 'mmdet::faster_rcnn/faster-rcnn_r50_fpn_ms-3x_coco.py'
 custom_imports = dict(imports=['mmcentermask'], allow_failed_imports=False)
 # Crash-safe checkpoints and a stop on NaN/inf losses (mmcentermask/engine/hooks/).
 default_hooks = dict(checkpoint=dict(type='CrashSafeCheckpointHook'))
-custom_hooks = [dict(type='NonFiniteLossHook')]
+custom_hooks = [
+    dict(type='NonFiniteLossHook'),
+    dict(type='ReuseCPUMemoryHook')
+]
 
 model = dict(
     data_preprocessor=dict(

@@ -1,6 +1,6 @@
 """Every shipped config trains with the crash-safe checkpoint hook and the
-non-finite loss stop; every CenterMask config reads its data through
-CheckedCocoDataset."""
+non-finite loss stop and keeps freed CPU memory mapped; every CenterMask
+config reads its data through CheckedCocoDataset."""
 import glob
 import os.path as osp
 
@@ -21,7 +21,9 @@ def test_config_enables_the_checks(path):
     cfg = Config.fromfile(path)
     hook = HOOKS.build(cfg.default_hooks.checkpoint)
     assert type(hook).__name__ == 'CrashSafeCheckpointHook'
-    assert 'NonFiniteLossHook' in [h['type'] for h in cfg.custom_hooks]
+    custom_hooks = [h['type'] for h in cfg.custom_hooks]
+    assert 'NonFiniteLossHook' in custom_hooks
+    assert 'ReuseCPUMemoryHook' in custom_hooks
     if osp.basename(osp.dirname(path)) == 'centermask':
         assert cfg.train_dataloader.dataset.type == 'CheckedCocoDataset'
         assert cfg.val_dataloader.dataset.type == 'CheckedCocoDataset'

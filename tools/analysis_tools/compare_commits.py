@@ -49,8 +49,11 @@ import mmcentermask
 from mmcentermask.converters.centermask2 import convert_centermask2
 
 (golden, variant, config, runs, threads, fuse, channels_last, compile_network,
- bfloat16) = sys.argv[1:10]
+ bfloat16, reuse_memory) = sys.argv[1:11]
 torch.set_num_threads(int(threads))
+if reuse_memory == '1':
+    from mmcentermask.utils.cpu_memory import reuse_cpu_memory
+    assert reuse_cpu_memory()
 register_all_modules()
 sys.path.insert(0, golden)
 import make_weights
@@ -90,7 +93,8 @@ def run_once(checkout: str, config: str, args: argparse.Namespace,
              options: bool) -> dict:
     """One process in ``checkout``: its fastest of ``--runs`` timed runs
     of ``config`` (relative to the checkout's root); ``options``: with
-    ``--fuse-conv-bn`` / ``--channels-last``."""
+    ``--fuse-conv-bn``, ``--channels-last``, ``--compile``, ``--bf16``,
+    ``--reuse-cpu-memory``."""
     golden = osp.join(REPO_ROOT, 'tests', 'data', 'golden')
     config = osp.join(osp.abspath(checkout), config)
     try:
@@ -101,7 +105,8 @@ def run_once(checkout: str, config: str, args: argparse.Namespace,
             str(int(options and args.fuse_conv_bn)),
             str(int(options and args.channels_last)),
             str(int(options and args.compile)),
-            str(int(options and args.bf16))
+            str(int(options and args.bf16)),
+            str(int(options and args.reuse_cpu_memory))
         ])
     except RuntimeError as error:
         sys.exit(str(error))
@@ -143,6 +148,11 @@ def main() -> None:
         help='new checkout: under CPU bfloat16 autocast, as tools/test.py '
         'runs with --cfg-options test_cfg.fp16=True (changes results '
         'beyond float32 rounding; opt-in)')
+    parser.add_argument(
+        '--reuse-cpu-memory',
+        action='store_true',
+        help='new checkout: freed CPU memory stays mapped for the next run '
+        '(ReuseCPUMemoryHook; outputs unchanged)')
     args = parser.parse_args()
     if osp.basename(args.config) not in VARIANTS:
         parser.error(f'--config must be one of {sorted(VARIANTS)}')
@@ -156,8 +166,10 @@ def main() -> None:
                   f'{result["dets"]} detections', flush=True)
     base = statistics.median(best[args.base])
     new = statistics.median(best[args.new])
-    options = [o for o in ('fuse_conv_bn', 'channels_last', 'compile', 'bf16')
-               if getattr(args, o)]
+    options = [
+        o for o in ('fuse_conv_bn', 'channels_last', 'compile', 'bf16',
+                    'reuse_cpu_memory') if getattr(args, o)
+    ]
     print(f'{osp.basename(config)}, {args.threads} threads, new with '
           f'{options or "defaults"}: base {base:.0f} '
           f'ms, new {new:.0f} ms, new / base = {new / base:.2f} '
