@@ -28,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mmcentermask  # noqa: E402,F401
+from mmcentermask.utils.cpu_memory import reuse_cpu_memory  # noqa: E402
 from mmcentermask.utils.image_check import unreadable_reason  # noqa: E402
 
 VIDEO_EXTS = ('.mp4', '.avi', '.mov', '.mkv', '.webm')
@@ -164,6 +165,8 @@ def main() -> int:
         onnxruntime_demo(args, inputs, vis_dir)
     else:
         from mmdet.apis import DetInferencer
+        if args.device == 'cpu':  # as ReuseCPUMemoryHook does in the runner
+            reuse_cpu_memory()
         inferencer = DetInferencer(
             model=args.config,
             weights=args.checkpoint,
