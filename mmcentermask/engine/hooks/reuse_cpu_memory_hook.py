@@ -14,10 +14,12 @@ class ReuseCPUMemoryHook(Hook):
     feature maps of each image or batch then reuse the pages of the last
     one instead of page-faulting fresh ones.
 
-    On CenterMask V2-39 at 800x1216 this removed about 200,000 page faults
-    and 8-10% of the inference time per image on 2 CPU threads; training
-    on the shapes quick start (tensors below glibc's 32 MiB mmap threshold)
-    is unchanged (README, Inference path). Outputs are bitwise the same.
+    Measured on 2 CPU threads (README, Inference path): CenterMask V2-39 at
+    800x1216 lost about 200,000 page faults and 9-13% of its inference time
+    per image, CenterMask-Lite at 600x900 20%; the shapes quick start's
+    training step about 1% (its tensors are below glibc's 32 MiB mmap
+    threshold, so glibc already kept most of them). Outputs are bitwise
+    the same.
     The process keeps its peak memory after the first iteration. Does
     nothing for a model on a GPU or with a C library other than glibc.
     """
