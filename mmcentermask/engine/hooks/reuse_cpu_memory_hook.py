@@ -19,20 +19,19 @@ class ReuseCPUMemoryHook(Hook):
     per image, CenterMask-Lite at 600x900 20%; the shapes quick start's
     training step about 1% (its tensors are below glibc's 32 MiB mmap
     threshold, so glibc already kept most of them). Outputs are bitwise
-    the same.
-    The process keeps its peak memory after the first iteration. Does
-    nothing for a model on a GPU or with a C library other than glibc.
+    the same. The process keeps its peak memory after the first iteration.
+    Does nothing for a model on a GPU or with a C library other than glibc.
     """
 
     priority = 'VERY_HIGH'
 
     def before_run(self, runner) -> None:
-        device = next(runner.model.parameters()).device
-        if device.type != 'cpu':
+        param = next(runner.model.parameters(), None)
+        if param is not None and param.device.type != 'cpu':
             return
         applied = reuse_cpu_memory()
         print_log(
             'ReuseCPUMemoryHook: freed CPU memory stays mapped'
-            if applied else 'ReuseCPUMemoryHook: the C library is not '
-            'glibc; CPU allocations are left as they are',
+            if applied else 'ReuseCPUMemoryHook: not applied (needs glibc); '
+            'CPU allocations are left as they are',
             logger='current')

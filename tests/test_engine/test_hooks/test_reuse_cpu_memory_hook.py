@@ -26,4 +26,3 @@ def test_model_elsewhere_is_left_alone(calls):
     model = nn.Conv2d(3, 4, 1, device='meta')
     ReuseCPUMemoryHook().before_run(SimpleNamespace(model=model))
     assert calls == []
-
