@@ -162,37 +162,6 @@ class CenterMaskIoUHead(MaskIoUHead):
     ) -> None:
         super().__init__(init_cfg=init_cfg, **kwargs)
 
-    def forward(self, mask_feat: Tensor, mask_preds: Tensor) -> Tensor:
-        """:meth:`MaskIoUHead.forward` that keeps channels-last RoI features
-        channels-last.
-
-        ``torch.cat`` of a channels-last (n, C, S, S) map and the
-        one-channel pooled mask returns an NCHW tensor, so mmdet's forward
-        would run the convs (and their backward) in NCHW: 1.3-1.6x slower
-        for the quick start's head on the CPU (fwd + bwd, 64 RoIs,
-        2026-12-02). Values are the same up to float32 summation order; the
-        fully connected layers read the (C, S', S') flattening either way.
-
-        Args:
-            mask_feat (Tensor): RoI features, shape (n, C, S, S).
-            mask_preds (Tensor): Class mask logits, shape (n, 2S, 2S).
-
-        Returns:
-            Tensor: Predicted mask IoU of every class, shape (n, K).
-        """
-        if mask_feat.is_contiguous() or not mask_feat.is_contiguous(
-                memory_format=torch.channels_last):
-            return super().forward(mask_feat, mask_preds)
-        pooled = self.max_pool(mask_preds.sigmoid().unsqueeze(1))
-        x = torch.cat((mask_feat, pooled), 1).contiguous(
-            memory_format=torch.channels_last)
-        for conv in self.convs:
-            x = self.relu(conv(x))
-        x = x.flatten(1)
-        for fc in self.fcs:
-            x = self.relu(fc(x))
-        return self.fc_mask_iou(x)
-
     @force_float32
     def loss_and_target(self, mask_iou_pred: Tensor, mask_preds: Tensor,
                         mask_targets: Tensor,

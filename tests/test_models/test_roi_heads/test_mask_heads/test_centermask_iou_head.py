@@ -168,22 +168,3 @@ def test_predict_by_feat_adds_mask_scores_and_keeps_scores():
     out = head.predict_by_feat((iou, ), [results])[0]
     torch.testing.assert_close(out.scores, torch.tensor([0.9, 0.5]))
     torch.testing.assert_close(out.mask_scores, torch.tensor([0.27, 0.2]))
-
-
-def test_channels_last_features_run_channels_last_with_the_same_output():
-    torch.manual_seed(0)
-    head = small_head()
-    head.init_weights()
-    feats = torch.randn(5, 4, 14, 14)
-    mask_preds = torch.randn(5, 28, 28)
-    conv_inputs = []
-    head.convs[0].register_forward_pre_hook(
-        lambda module, args: conv_inputs.append(args[0]))
-    nchw = head(feats, mask_preds)
-    channels_last = head(
-        feats.contiguous(memory_format=torch.channels_last), mask_preds)
-    assert conv_inputs[0].is_contiguous()
-    assert conv_inputs[1].is_contiguous(memory_format=torch.channels_last)
-    assert not conv_inputs[1].is_contiguous()
-    assert channels_last.shape == (5, 3)
-    torch.testing.assert_close(channels_last, nchw, rtol=1e-5, atol=1e-6)
