@@ -1,6 +1,6 @@
+from .checkpoint import load_local_checkpoint, register_local_checkpoint_loader
 from .cpu_distributed import patch_cpu_distributed
 from .cpu_memory import reuse_cpu_memory
-from .checkpoint import load_local_checkpoint, register_local_checkpoint_loader
 from .version_gate import check_stack, check_version
 
 __all__ = [

@@ -246,8 +246,9 @@ def test_shapes_optimizer_is_fused_and_steps_as_the_loop():
         optim_wrapper.step()
         params[fused] = dict(model.named_parameters())
     for name, fused_param in params[True].items():
-        assert not torch.equal(fused_param, dict(
-            trained.named_parameters())[name]), f'{name} did not step'
+        assert not torch.equal(
+            fused_param,
+            dict(trained.named_parameters())[name]), f'{name} did not step'
         torch.testing.assert_close(
             fused_param, params[False][name], rtol=1e-6, atol=1e-7, msg=name)
 
