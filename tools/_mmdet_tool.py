@@ -46,7 +46,9 @@ def cpu_distributed_options(argv: List[str]) -> List[str]:
 
 
 def run_mmdet_tool(relative_path: str) -> None:
-    """Execute ``mmdet/.mim/tools/<relative_path>`` as ``__main__``.
+    """Execute ``mmdet/.mim/tools/<relative_path>`` as ``__main__``; after
+    a distributed launch, destroy the process group and exit at once (see
+    :func:`exit_without_teardown`).
 
     Args:
         relative_path (str): Script path below ``mmdet/.mim/tools``,
@@ -91,8 +93,8 @@ def exit_without_teardown() -> None:
     its process group, rank 0 still aborted now and then in the
     interpreter's teardown ("terminate called without an active
     exception", exit code -6, about 1 run in 15-30 of the two-process test
-    on 2026-12-02; C++ static destructors of torch, not our code), which
-    failed the whole ``torchrun`` launch. Only called when the tool
+    on 2026-12-02; in C++ teardown code outside this package, not
+    identified), which failed the whole ``torchrun`` launch. Only called when the tool
     returned normally: errors still exit through the usual path.
     """
     import logging
