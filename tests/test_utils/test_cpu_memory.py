@@ -1,15 +1,13 @@
 """reuse_cpu_memory: large tensors reuse mapped pages instead of
 page-faulting fresh ones (checked in fresh processes: the setting is
-process-wide)."""
+process-wide); other C libraries are left alone."""
 import platform
 import subprocess
 import sys
 
 import pytest
 
-pytestmark = pytest.mark.skipif(
-    platform.libc_ver()[0] != 'glibc',
-    reason='reuse_cpu_memory changes glibc malloc only')
+from mmcentermask.utils import cpu_memory
 
 # Page faults of filling a fresh 64 MiB tensor, six times (16,384 pages of
 # 4 KiB each, above glibc's largest mmap threshold of 32 MiB).
@@ -37,6 +35,9 @@ def page_faults(mode: str) -> list:
     return [int(v) for v in proc.stdout.split()]
 
 
+@pytest.mark.skipif(
+    platform.libc_ver()[0] != 'glibc',
+    reason='reuse_cpu_memory changes glibc malloc only')
 def test_later_allocations_reuse_the_freed_pages():
     fresh = page_faults('default')
     reused = page_faults('reuse')
@@ -48,3 +49,10 @@ def test_later_allocations_reuse_the_freed_pages():
     steady = reused[3:]
     assert max(steady) < 100, (fresh, reused)
     assert min(fresh[3:]) > 10 * max(max(steady), 1), (fresh, reused)
+
+
+def test_other_c_libraries_are_left_alone(monkeypatch):
+    """musl, macOS, Windows: nothing is called, the answer is False."""
+    monkeypatch.setattr(cpu_memory.platform, 'libc_ver', lambda: ('', ''))
+    monkeypatch.setattr(cpu_memory.ctypes, 'CDLL', None)  # must not be used
+    assert cpu_memory.reuse_cpu_memory() is False
