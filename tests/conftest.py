@@ -1,4 +1,6 @@
-"""Shared fixtures: a tiny deterministic COCO-format shapes dataset."""
+"""Shared fixtures: a tiny deterministic COCO-format shapes dataset; the
+``numerics`` marker of the tests that CI runs a second time with other CPU
+kernels."""
 import os.path as osp
 
 import pytest
@@ -6,6 +8,24 @@ import pytest
 from mmcentermask.datasets import make_split
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+#: Tests whose results rest on float32 arithmetic compared across code
+#: paths, runtimes or precisions (golden fidelity, ONNX parity, mixed
+#: precision, the CPU-kernel check): ``-m numerics`` selects them.
+NUMERICS_TESTS = (
+    'tests/test_fidelity/',
+    'tests/test_deploy/',
+    'tests/test_models/test_detectors/test_centermask.py',
+    'tests/test_models/test_utils/test_float32.py',
+    'tests/test_tools/test_check_mixed_precision.py',
+    'tests/test_cpu_kernels.py',
+)
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        path = osp.relpath(str(item.path), REPO_ROOT).replace(osp.sep, '/')
+        if path.startswith(NUMERICS_TESTS):
+            item.add_marker(pytest.mark.numerics)
 
 
 @pytest.fixture(scope='session')

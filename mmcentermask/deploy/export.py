@@ -51,6 +51,31 @@ NMS_SCORE_THRESHOLD = -0.5
 DEFORMABLE_CONVS = (DeformConv2d, ModulatedDeformConv2d)
 
 
+def fixed_size_caveat(fixed_size: Tuple[int, int],
+                      padded_size: Optional[Tuple[int, int]] = None) -> str:
+    """What a fixed-size export does to images of another padded size.
+
+    Args:
+        fixed_size (tuple[int, int]): (H, W) the graph was exported for.
+        padded_size (tuple[int, int], optional): (h, w) of an image after
+            the data preprocessor's padding, when one is at hand.
+
+    Returns:
+        str: The warning, naming the sizes and the fix.
+    """
+    fixed_h, fixed_w = fixed_size
+    image = ('an image whose padded size is not that' if padded_size is None
+             else f'this image, {padded_size[0]}x{padded_size[1]} as PyTorch '
+             'pads it,')
+    return (f'the ONNX model takes a fixed {fixed_h}x{fixed_w} input: '
+            f'{image} is zero-padded to {fixed_h}x{fixed_w} and gives other '
+            "results than PyTorch, which pads only to the preprocessor's "
+            'pad_size_divisor: the GroupNorm statistics of the FCOS head '
+            '(every CenterMask config) include the padding (boxes moved by '
+            'up to 24 px on COCO images). Export without --shape (dynamic '
+            "height and width, the default) to keep PyTorch's results.")
+
+
 def check_exportable(detector: nn.Module) -> None:
     """Raise if the detector has a part the ONNX graph cannot express.
 
@@ -355,6 +380,7 @@ class CenterMaskExportModule(nn.Module):
         image_area = (image_size[0] * image_size[1]).to(torch.float32)
         levels = extractor.map_roi_levels(rois, image_area)
         roi_feats: Optional[Tensor] = None
+        boxes = extractor.with_min_extent(boxes)
         for level, (feat, layer) in enumerate(
                 zip(feats[:extractor.num_inputs], extractor.roi_layers)):
             pooled = roi_align(feat, boxes, batch_indices, layer.output_size,
@@ -369,7 +395,7 @@ class CenterMaskExportModule(nn.Module):
 def export_onnx(detector: CenterMask,
                 output_file: str,
                 input_shape: Tuple[int, int],
-                dynamic: bool = False,
+                dynamic: bool = True,
                 opset: int = DEFAULT_OPSET) -> None:
     """Export a CenterMask detector to one ONNX file.
 
@@ -378,7 +404,10 @@ def export_onnx(detector: CenterMask,
         output_file (str): Path of the ``.onnx`` file.
         input_shape (tuple[int, int]): (H, W) of the padded input used for
             tracing; the only accepted input size unless ``dynamic``.
-        dynamic (bool): Let the input height and width vary.
+        dynamic (bool): Let the input height and width vary, so that every
+            image is run at the size PyTorch runs it. False fixes the input
+            to ``input_shape`` and warns (:func:`fixed_size_caveat`).
+            Defaults to True.
         opset (int): ONNX opset, at least 16 (RoiAlign ``half_pixel``).
 
     Raises:
@@ -394,6 +423,8 @@ def export_onnx(detector: CenterMask,
     dynamic_axes = {name: {0: 'detections'} for name in OUTPUT_NAMES}
     if dynamic:
         dynamic_axes['image'] = {2: 'height', 3: 'width'}
+    else:
+        warnings.warn(fixed_size_caveat(input_shape))
     with torch.no_grad(), warnings.catch_warnings():
         # shape-dependent Python in mmdet's modules is constant for a given
         # config; the tracer's warnings about it are noise here

@@ -9,6 +9,7 @@ clipping, and pasting of the 28 x 28 masks (:meth:`ONNXRuntimeCenterMask.
 paste_masks`, the output-frame code of the PyTorch RoI head).
 """
 import copy
+import warnings
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -24,7 +25,7 @@ from mmengine.structures import InstanceData
 from torch import Tensor, nn
 
 from ..models.utils import output_canvas_shape, postprocess_instances
-from .export import OUTPUT_NAMES
+from .export import OUTPUT_NAMES, fixed_size_caveat
 
 ImageInput = Union[str, np.ndarray]
 
@@ -36,7 +37,8 @@ class ONNXRuntimeCenterMask:
     padded together by the config's data preprocessor (as in PyTorch) and
     its images are run one after the other. A model exported with a fixed
     input size gets every input zero-padded to that size (larger inputs
-    are an error).
+    are an error), which changes the results compared with PyTorch: the
+    first image that needs it warns once, naming both sizes.
 
     Args:
         config (str or :obj:`Config`): The model's config (test pipeline,
@@ -75,6 +77,7 @@ class ONNXRuntimeCenterMask:
         # the output frame of the PyTorch RoI head
         self.clip_boxes = cfg.model.roi_head.get('clip_boxes', True)
         self.mask_thr_binary = cfg.model.test_cfg.rcnn.mask_thr_binary
+        self._warned_fixed_size = False
         self._pipeline: Optional[Compose] = None
         self._pipeline_for_arrays: Optional[bool] = None
 
@@ -158,7 +161,8 @@ class ONNXRuntimeCenterMask:
                  for name in self.input_names}))
 
     def _pad_to_fixed_size(self, image: Tensor) -> Tensor:
-        """Zero-pad (bottom, right) to the export size."""
+        """Zero-pad (bottom, right) to the export size; warn the first time
+        that changes the image's size."""
         height, width = image.shape[-2:]
         fixed_h, fixed_w = self.fixed_size
         if height > fixed_h or width > fixed_w:
@@ -166,6 +170,11 @@ class ONNXRuntimeCenterMask:
                 f'padded image {height}x{width} does not fit the model, '
                 f'exported for a fixed {fixed_h}x{fixed_w} input; export '
                 'with a larger --shape or with dynamic height and width')
+        if (height, width) != (fixed_h, fixed_w) and not (
+                self._warned_fixed_size):
+            self._warned_fixed_size = True
+            warnings.warn(
+                fixed_size_caveat(self.fixed_size, (height, width)))
         return nn.functional.pad(image,
                                  (0, fixed_w - width, 0, fixed_h - height))
 

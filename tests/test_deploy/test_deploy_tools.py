@@ -103,13 +103,20 @@ def test_export_evaluate_and_demo(tiny_checkpoint, tiny_coco, tmp_path):
 
 
 @pytest.mark.slow
-def test_fixed_size_export_by_default_and_dcn_error(tiny_checkpoint,
-                                                    tmp_path):
+def test_dynamic_export_by_default_fixed_when_asked_and_dcn_error(
+        tiny_checkpoint, tmp_path):
     _, config, checkpoint, _ = tiny_checkpoint
     out = run_tool('tools/deployment/pytorch2onnx.py', str(config),
-                   str(checkpoint), '--out', str(tmp_path / 'fixed.onnx'))
-    # the test scale (96, 64) padded to 32
+                   str(checkpoint), '--out', str(tmp_path / 'default.onnx'))
+    # traced at the test scale (96, 64) padded to 32
+    assert 'dynamic height/width, traced at 64x96' in out
+    assert 'fixed' not in out
+    out = run_tool('tools/deployment/pytorch2onnx.py', str(config),
+                   str(checkpoint), '--out', str(tmp_path / 'fixed.onnx'),
+                   '--shape', '64', '96')
     assert 'fixed 64x96 input' in out
+    assert 'the ONNX model takes a fixed 64x96 input' in out
+    assert 'Export without --shape' in out
 
     dcn_config = tmp_path / 'dcn.py'
     dcn_config.write_text(

@@ -74,7 +74,7 @@ def main() -> None:
             padded = tuple(-(-side // divisor) * divisor
                            for side in (height, width))
             onnx_file = osp.join(tmp_dir, 'model.onnx')
-            export_onnx(model, onnx_file, padded)
+            export_onnx(model, onnx_file, padded, dynamic=False)
         runner = ONNXRuntimeCenterMask(cfg, onnx_file, args.threads)
         data = runner.data_preprocessor(
             pseudo_collate([runner._load(image)]), False)

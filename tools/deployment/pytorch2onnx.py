@@ -1,13 +1,17 @@
 """Export a CenterMask checkpoint to one ONNX file (image to detections).
 
     python tools/deployment/pytorch2onnx.py CONFIG CHECKPOINT --out model.onnx
-        [--shape H W | --dynamic] [--opset 17] [--simplify]
+        [--shape H W [--dynamic]] [--opset 17] [--simplify]
 
 The graph takes the normalised, padded image (1, 3, H, W) and its unpadded
 size (h, w), and returns boxes, scores, labels, 28 x 28 mask probabilities
-and mask scores (README, "Deploy"). ``--shape`` fixes the padded input size
-(default: the config's test scale, padded); ``--dynamic`` lets height and
-width vary (traced at ``--shape``). ``--simplify`` runs onnxsim on the file.
+and mask scores (docs/deployment.md). By default the input height and width
+are dynamic, so ONNX Runtime runs every image at the size PyTorch runs it and
+gives PyTorch's results (traced at the config's test scale, padded).
+``--shape H W`` fixes the padded input size instead (smaller images are
+zero-padded to it, which changes the results of models with GroupNorm heads:
+the tool and the runner warn); with ``--dynamic`` too, ``--shape`` is only
+the tracing size. ``--simplify`` runs onnxsim on the file.
 Run the result with ``tools/deployment/test_onnx.py`` or
 ``tools/demo.py --backend onnxruntime``.
 """
@@ -30,10 +34,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument('--out', required=True, help='output .onnx file')
     parser.add_argument(
         '--shape', type=int, nargs=2, metavar=('H', 'W'),
-        help='padded input height and width (default: the config test '
-        'scale, padded to the pad_size_divisor)')
-    parser.add_argument('--dynamic', action='store_true',
-                        help='dynamic input height and width')
+        help='fix the padded input height and width (default: dynamic, '
+        'traced at the config test scale padded to the pad_size_divisor)')
+    parser.add_argument(
+        '--dynamic', action='store_true',
+        help='dynamic input height and width even with --shape (which is '
+        'then only the tracing size); the default without --shape')
     parser.add_argument('--opset', type=int, default=DEFAULT_OPSET,
                         help='ONNX opset (>= 16)')
     parser.add_argument('--simplify', action='store_true',
@@ -82,18 +88,19 @@ def main() -> None:
     from mmcentermask.deploy import check_exportable, export_onnx
     cfg = Config.fromfile(args.config)
     shape = tuple(args.shape) if args.shape else default_shape(cfg)
+    dynamic = args.dynamic or not args.shape
     model = init_detector(cfg, None, device='cpu')
     try:
         check_exportable(model)
         load_checkpoint(model, args.checkpoint, map_location='cpu')
-        export_onnx(model, args.out, shape, dynamic=args.dynamic,
+        export_onnx(model, args.out, shape, dynamic=dynamic,
                     opset=args.opset)
     except (NotImplementedError, TypeError, ValueError) as error:
         sys.exit(f'pytorch2onnx: cannot export {args.config}: {error}')
     if args.simplify:
         simplify(args.out)
-    kind = 'dynamic height/width' if args.dynamic else (
-        f'fixed {shape[0]}x{shape[1]} input')
+    kind = (f'dynamic height/width, traced at {shape[0]}x{shape[1]}'
+            if dynamic else f'fixed {shape[0]}x{shape[1]} input')
     print(f'exported {args.out} ({kind}, opset {args.opset})')
 
 

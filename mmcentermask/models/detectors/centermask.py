@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from mmcentermask.utils.weight_check import guard_weight_loading
 from ..layers import SparseRoIAlign
+from ..utils import check_class_count
 from .inference_settings import check_test_cfg
 
 # mmcv ops whose kernels index their input as contiguous NCHW and silently
@@ -77,6 +78,9 @@ class CenterMask(SingleStageDetector):
         test_cfg = test_cfg or {}
         bbox_head = copy.deepcopy(bbox_head)
         roi_head = copy.deepcopy(roi_head)
+        check_class_count(
+            bbox_head.get('num_classes') if num_classes is None else
+            num_classes, 'CenterMask')
         if num_classes is not None:
             inject_num_classes(
                 num_classes,

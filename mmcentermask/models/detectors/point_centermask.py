@@ -3,6 +3,8 @@ from mmdet.models.detectors import CenterNet
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 
+from ..utils import check_class_count
+
 
 @MODELS.register_module()
 class PointCenterMask(CenterNet):
@@ -35,6 +37,7 @@ class PointCenterMask(CenterNet):
                  test_cfg: OptConfigType = None,
                  data_preprocessor: OptConfigType = None,
                  init_cfg: OptMultiConfig = None) -> None:
+        check_class_count(bbox_head.get('num_classes'), 'PointCenterMask')
         super().__init__(
             backbone=backbone,
             neck=neck,

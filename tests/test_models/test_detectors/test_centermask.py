@@ -186,6 +186,16 @@ def test_num_classes_is_given_once():
         MODELS.build(cfg)
 
 
+@pytest.mark.parametrize('num_classes', [0, -1, 2.5, True])
+def test_no_foreground_class_is_refused_at_build(num_classes):
+    register_all_modules()
+    with pytest.raises(
+            ValueError,
+            match=rf'CenterMask: num_classes={num_classes!r}, but it needs '
+            'at least one foreground class. Set model.num_classes'):
+        MODELS.build(tiny_cfg(num_classes=num_classes))
+
+
 def assert_features_close(out, ref):
     """|out - ref| <= 1e-4 x max |ref| (float32 summation order)."""
     torch.testing.assert_close(

@@ -32,6 +32,15 @@ def model():
     return detector
 
 
+def test_no_foreground_class_is_refused_at_build():
+    register_all_modules()
+    cfg = Config.fromfile(CONFIG).model
+    cfg.bbox_head.num_classes = 0
+    with pytest.raises(ValueError,
+                       match='PointCenterMask: num_classes=0, but it needs'):
+        MODELS.build(cfg)
+
+
 def test_all_losses_fall_when_overfitting_one_image(model):
     data = batch(model, [1])
     assert len(data['data_samples'][0].gt_instances) > 0

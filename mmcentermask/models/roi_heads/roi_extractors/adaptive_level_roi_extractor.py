@@ -54,6 +54,17 @@ class AdaptiveLevelRoIExtractor(BaseRoIExtractor):
     to the output so every level stays in the autograd graph, as
     :class:`mmdet.models.SingleRoIExtractor` does for DDP.
 
+    Degenerate boxes: aligned RoIAlign (mmcv, detectron2 and ONNX Runtime
+    alike) takes no sample in a bin of an exactly empty box and returns
+    zeros, but samples the box's line when it is a hair wide. A regression
+    of exactly 0 (a ReLU) in one runtime and of 1e-4 px in another would
+    give one detection zero features and the other real ones. So a box
+    whose width or height is below ``min_roi_size`` pixels is pooled as
+    ``min_roi_size`` wide (or high), from its x1 (y1): both runtimes then
+    sample the line the box lies on. Boxes at least ``min_roi_size`` wide
+    and high are pooled unchanged (bit for bit); the detections themselves
+    are never changed. ``min_roi_size=0`` restores the authors' zeros.
+
     Args:
         roi_layer (:obj:`ConfigDict` or dict): RoI layer config: an mmcv
             op, e.g. ``dict(type='RoIAlign', output_size=14,
@@ -69,6 +80,9 @@ class AdaptiveLevelRoIExtractor(BaseRoIExtractor):
         canonical_box_size (float): ``'area'`` rule only: side in pixels of a
             box that maps to ``canonical_level``. Defaults to 224.
         canonical_level (int): ``'area'`` rule only. Defaults to 4.
+        min_roi_size (float): Smallest width and height in pixels of a
+            pooled box (see above); 0 pools empty boxes as the authors do
+            (zeros). Defaults to 1e-3.
         init_cfg (:obj:`ConfigDict` or dict or list, optional):
             Initialization config dict. Defaults to None.
     """
@@ -82,6 +96,7 @@ class AdaptiveLevelRoIExtractor(BaseRoIExtractor):
                  level_rule: str = 'ratio',
                  canonical_box_size: float = 224.,
                  canonical_level: int = 4,
+                 min_roi_size: float = 1e-3,
                  init_cfg: OptMultiConfig = None) -> None:
         super().__init__(
             roi_layer=roi_layer,
@@ -91,10 +106,14 @@ class AdaptiveLevelRoIExtractor(BaseRoIExtractor):
         if level_rule not in self.level_rules:
             raise ValueError(f'level_rule must be one of {self.level_rules}, '
                              f'got {level_rule!r}')
+        if not min_roi_size >= 0:
+            raise ValueError('min_roi_size must be >= 0 (pixels), got '
+                             f'{min_roi_size!r}')
         self.min_level, self.max_level = self._pyramid_levels(featmap_strides)
         self.level_rule = level_rule
         self.canonical_box_size = canonical_box_size
         self.canonical_level = canonical_level
+        self.min_roi_size = float(min_roi_size)
 
     def build_roi_layers(self, layer_cfg: ConfigType,
                          featmap_strides: List[int]) -> nn.ModuleList:
@@ -152,6 +171,28 @@ class AdaptiveLevelRoIExtractor(BaseRoIExtractor):
                 torch.log2(box_areas.sqrt() / self.canonical_box_size + _EPS))
         levels = levels.clamp(min=self.min_level, max=self.max_level)
         return levels.long() - self.min_level
+
+    def with_min_extent(self, boxes: Tensor) -> Tensor:
+        """Boxes as pooled: width and height at least :attr:`min_roi_size`.
+
+        Args:
+            boxes (Tensor): Boxes ``(x1, y1, x2, y2)`` in pixels, shape
+                (k, 4).
+
+        Returns:
+            Tensor: The boxes with ``x2 = max(x2, x1 + min_roi_size)`` (``y2``
+            likewise), shape (k, 4). Boxes at least that large, and invalid
+            boxes (``x2 < x1``, left for the RoI layer to refuse), are
+            returned unchanged.
+        """
+        if self.min_roi_size == 0:
+            return boxes
+        x1, y1, x2, y2 = boxes.unbind(-1)
+        x2 = torch.where(x2 < x1, x2, torch.maximum(x2,
+                                                    x1 + self.min_roi_size))
+        y2 = torch.where(y2 < y1, y2, torch.maximum(y2,
+                                                    y1 + self.min_roi_size))
+        return torch.stack([x1, y1, x2, y2], -1)
 
     def roi_image_areas(
             self,
@@ -214,6 +255,7 @@ class AdaptiveLevelRoIExtractor(BaseRoIExtractor):
             rois, self.roi_image_areas(feats, rois, batch_img_metas))
         if roi_scale_factor is not None:
             rois = self.roi_rescale(rois, roi_scale_factor)
+        rois = torch.cat([rois[:, :1], self.with_min_extent(rois[:, 1:])], 1)
 
         # RoIs grouped by level (input order kept), one host read of counts
         order = torch.sort(target_lvls, stable=True)[1]

@@ -157,3 +157,70 @@ def test_invalid_arguments():
     extractor = make_extractor()
     with pytest.raises(ValueError, match='feature maps'):
         extractor([torch.zeros(1, 4, 8, 8)], torch.zeros(1, 5))
+
+
+def ramp_feats() -> tuple:
+    """P3-P5 maps of 128 x 128 px whose values change along x and y (a
+    sample's position shows in its value)."""
+    maps = []
+    for stride in (8, 16, 32):
+        side = 128 // stride
+        ys, xs = torch.meshgrid(
+            torch.arange(side, dtype=torch.float32),
+            torch.arange(side, dtype=torch.float32),
+            indexing='ij')
+        maps.append(torch.stack([xs, ys, xs * ys, xs + 2 * ys])[None])
+    return tuple(maps)
+
+
+@pytest.mark.parametrize('roi_type', ['RoIAlign', 'SparseRoIAlign'])
+def test_near_empty_and_empty_boxes_pool_alike(roi_type):
+    """A box of exactly zero width (or height) is pooled as the box a
+    float32 hair wider (what another runtime's regression gives): the line
+    it lies on, not zeros."""
+    extractor = make_extractor(dict(ROI_LAYER, type=roi_type))
+    empty = [[36., 10., 36., 40.], [20., 52., 60., 52.], [9., 9., 9., 9.]]
+    hair = [[35.99968, 10., 36., 40.], [20., 52., 60., 52.0003],
+            [9., 9., 9.0002, 9.0001]]
+    feats = ramp_feats()
+    pooled_empty = extractor(feats, bbox2roi([torch.tensor(empty)]))
+    pooled_hair = extractor(feats, bbox2roi([torch.tensor(hair)]))
+    assert pooled_empty.abs().amin(dim=(1, 2, 3)).gt(0).all()
+    torch.testing.assert_close(pooled_empty, pooled_hair, rtol=0, atol=1e-3)
+
+
+def test_min_roi_size_zero_pools_empty_boxes_as_the_authors():
+    """``min_roi_size=0``: mmcv's (and detectron2's) zeros for an empty box,
+    real features for a box a hair wide."""
+    extractor = make_extractor(min_roi_size=0)
+    feats = ramp_feats()
+    rois = bbox2roi([torch.tensor([[36., 10., 36., 40.],
+                                   [35.99968, 10., 36., 40.]])])
+    pooled = extractor(feats, rois)
+    assert pooled[0].abs().max() == 0
+    assert pooled[1].abs().min() > 0
+
+
+def test_boxes_of_at_least_min_roi_size_pool_unchanged():
+    boxes = torch.tensor([[36., 10., 36.001, 40.], [8., 8., 40., 40.],
+                          [0.5, 3.25, 100., 17.]])
+    rois = bbox2roi([boxes])
+    feats = ramp_feats()
+    assert torch.equal(
+        make_extractor()(feats, rois),
+        make_extractor(min_roi_size=0)(feats, rois))
+    assert torch.equal(make_extractor().with_min_extent(boxes), boxes)
+
+
+def test_invalid_boxes_are_left_for_the_roi_layer_to_refuse():
+    boxes = torch.tensor([[40., 10., 36., 40.]])
+    assert torch.equal(make_extractor().with_min_extent(boxes), boxes)
+    extractor = make_extractor(
+        dict(ROI_LAYER, type='SparseRoIAlign'))
+    with pytest.raises(ValueError, match='x2 < x1'):
+        extractor(ramp_feats(), bbox2roi([boxes]))
+
+
+def test_negative_min_roi_size_is_an_error():
+    with pytest.raises(ValueError, match='min_roi_size'):
+        make_extractor(min_roi_size=-1)
