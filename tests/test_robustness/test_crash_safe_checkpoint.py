@@ -1,18 +1,26 @@
-"""CrashSafeCheckpointHook: a crash at any moment leaves a resumable state, and
-resuming gives the losses of an uninterrupted run."""
+"""CrashSafeCheckpointHook: a crash at any moment or a full disk leaves a
+resumable state, resuming gives the losses of an uninterrupted run, a stale
+last_checkpoint falls back to the newest complete checkpoint, and --resume
+refuses a checkpoint that does not fit the model."""
+import errno
+import glob
 import os
 import os.path as osp
 import random
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
 from mmengine.fileio.backends import LocalBackend
 
+from mmcentermask.engine.hooks.checkpoint_files import format_size
 from mmcentermask.utils.checkpoint import load_local_checkpoint
+from mmcentermask.utils.weight_check import ResumeMismatchError
 from toy_train import build_runner, read_losses
 
 HERE = osp.dirname(osp.abspath(__file__))
@@ -123,6 +131,160 @@ def test_stock_hook_loses_every_checkpoint_on_the_same_crash(
     assert not (work / 'iter_2.pth').exists()
     with pytest.raises(Exception):
         load_local_checkpoint(str(work / 'iter_3.pth'))
+
+
+def fail_write(monkeypatch, number, error_number):
+    """Checkpoint write ``number`` stops after half its bytes with
+    ``OSError(error_number)`` (a full disk for ENOSPC); the disk reports
+    1234567 bytes free."""
+    put = LocalBackend.put
+    count = {'writes': 0}
+
+    def failing_put(self, obj, filepath):
+        if str(filepath).endswith('.pth.tmp'):
+            count['writes'] += 1
+            if count['writes'] == number:
+                with open(filepath, 'wb') as f:
+                    f.write(obj[:len(obj) // 2])
+                raise OSError(error_number, os.strerror(error_number))
+        put(self, obj, filepath)
+
+    monkeypatch.setattr(LocalBackend, 'put', failing_put)
+    monkeypatch.setattr(shutil, 'disk_usage',
+                        lambda path: SimpleNamespace(free=1234567))
+
+
+def test_full_disk_names_the_folder_and_keeps_the_last_checkpoint(
+        reference, tmp_path, monkeypatch):
+    work = tmp_path / 'work'
+    fail_write(monkeypatch, 3, errno.ENOSPC)
+    with pytest.raises(OSError) as info:
+        train(work, tmp_path / 'a.txt', 8)
+    monkeypatch.undo()
+    assert info.value.errno == errno.ENOSPC
+    message = str(info.value)
+    size = format_size(osp.getsize(work / 'iter_2.pth'))
+    assert message.startswith('[Errno 28] No space left on device: could '
+                              f'not save checkpoint iter_3.pth in {work}:')
+    assert '1.2 MiB are free there' in message
+    assert f'needs about {size} (the size of iter_2.pth)' in message
+    assert 'The incomplete .iter_3.pth.tmp was removed' in message
+    assert (f'The last complete checkpoint, {work / "iter_2.pth"}, is intact '
+            'and last_checkpoint names it') in message
+    assert 'max_keep_ckpts=1 it keeps, so the folder needs room for 2 ' \
+        'checkpoints' in message
+    assert 'then continue with --resume' in message
+    assert not [p for p in os.listdir(work) if p.endswith('.tmp')]
+    assert last_checkpoint(work) == str(work / 'iter_2.pth')
+    assert load_local_checkpoint(last_checkpoint(work))['meta']['iter'] == 2
+    losses = train(work, tmp_path / 'b.txt', 8, resume=True)
+    assert {
+        i: v[0]
+        for i, v in losses.items()
+    } == {
+        i: reference[i]
+        for i in range(3, 9)
+    }
+
+
+def test_full_disk_at_the_first_save(tmp_path, monkeypatch):
+    work = tmp_path / 'work'
+    fail_write(monkeypatch, 1, errno.ENOSPC)
+    with pytest.raises(OSError) as info:
+        train(work, tmp_path / 'a.txt', 8)
+    message = str(info.value)
+    assert 'No checkpoint of this run is complete yet' in message
+    assert 'needs more than the ' in message
+    assert 'written before the disk filled' in message
+    assert not [p for p in os.listdir(work) if '.pth' in p]
+
+
+def test_other_write_errors_pass_through_without_the_temporary(
+        tmp_path, monkeypatch):
+    work = tmp_path / 'work'
+    fail_write(monkeypatch, 2, errno.EIO)
+    with pytest.raises(OSError) as info:
+        train(work, tmp_path / 'a.txt', 8)
+    assert info.value.errno == errno.EIO
+    assert 'could not save' not in str(info.value)
+    assert sorted(p for p in os.listdir(work) if '.pth' in p) == ['iter_1.pth']
+
+
+def resume_warnings(work):
+    """The warnings of the runs' log files in ``work``."""
+    text = ''.join(
+        open(path).read() for path in glob.glob(str(work / '*' / '*.log')))
+    return [line for line in text.splitlines() if 'WARNING' in line]
+
+
+def test_stale_last_checkpoint_falls_back_to_the_newest_complete_one(
+        reference, tmp_path):
+    work = tmp_path / 'work'
+    train(work, tmp_path / 'a.txt', 4)  # keeps iter_4.pth only
+    data = (work / 'iter_4.pth').read_bytes()
+    (work / 'iter_6.pth').write_bytes(data[:len(data) // 2])  # incomplete
+    (work / 'last_checkpoint').write_text(str(work / 'iter_7.pth'))
+    losses = train(work, tmp_path / 'b.txt', 8, resume=True)
+    assert {
+        i: v[0]
+        for i, v in losses.items()
+    } == {
+        i: reference[i]
+        for i in range(5, 9)
+    }
+    assert any(f'{work / "last_checkpoint"} names {work / "iter_7.pth"}, '
+               'which does not exist; resuming from '
+               f'{work / "iter_4.pth"}, the newest complete checkpoint in '
+               f'{work}' in line for line in resume_warnings(work))
+
+
+def test_missing_last_checkpoint_resumes_the_newest_checkpoint(
+        reference, tmp_path):
+    """A kill between the first rename and the first last_checkpoint."""
+    work = tmp_path / 'work'
+    train(work, tmp_path / 'a.txt', 4)
+    os.remove(work / 'last_checkpoint')
+    losses = train(work, tmp_path / 'b.txt', 8, resume=True)
+    assert sorted(losses) == [5, 6, 7, 8]
+    assert any(f'there is no {work / "last_checkpoint"}; resuming from '
+               f'{work / "iter_4.pth"}' in line
+               for line in resume_warnings(work))
+
+
+def test_stale_last_checkpoint_without_a_checkpoint_names_the_fix(tmp_path):
+    work = tmp_path / 'work'
+    work.mkdir()
+    (work / 'last_checkpoint').write_text('/gone/iter_5.pth\n')
+    with pytest.raises(FileNotFoundError) as info:
+        train(work, tmp_path / 'a.txt', 8, resume=True)
+    message = str(info.value)
+    assert (f'{work / "last_checkpoint"} names /gone/iter_5.pth, which does '
+            f"not exist (it says '/gone/iter_5.pth'), and {work} holds no "
+            'complete iter_*.pth') in message
+    assert f'delete {work / "last_checkpoint"}' in message
+    assert '--resume PATH' in message
+
+
+def test_resume_refuses_a_checkpoint_of_another_shape(tmp_path):
+    """The toy's ballast buffer stands for a layer whose size changed;
+    load_from (no resume) still loads what fits."""
+    work = tmp_path / 'work'
+    torch.set_num_threads(1)
+    build_runner(work, tmp_path / 'a.txt', 2, ballast=2).train()
+    runner = build_runner(work, tmp_path / 'b.txt', 4, resume=True, ballast=3)
+    with pytest.raises(ResumeMismatchError) as info:
+        runner.train()
+    message = str(info.value)
+    assert (f'Cannot resume from {work / "iter_2.pth"}: of the 3 tensors of '
+            'DropoutToy, 1 have another shape in the checkpoint (ballast '
+            '(2,) in the checkpoint vs (3,) in the model)') in message
+    assert f'load_from={work / "iter_2.pth"} and without --resume' in message
+    fresh = build_runner(tmp_path / 'new', tmp_path / 'c.txt', 4, ballast=3)
+    fresh.load_checkpoint(str(work / 'iter_2.pth'))  # what load_from does
+    torch.testing.assert_close(
+        fresh.model.linear.weight,
+        load_local_checkpoint(str(
+            work / 'iter_2.pth'))['state_dict']['linear.weight'])
 
 
 def wait_for_lines(path, n, proc, timeout):

@@ -1,16 +1,25 @@
 """A checkpoint that mostly does not fit the model is an error naming the
-counts and the converter; NaN weights are refused; legitimate partial loads
-pass."""
+counts and the converter; for testing (a model whose init_weights() never
+ran) every tensor must be filled; NaN weights are refused; legitimate partial
+loads pass."""
+import os.path as osp
+from collections import Counter
+
 import pytest
 import torch
 from mmdet.registry import MODELS
+from mmdet.utils import register_all_modules
+from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 from mmengine.runner.checkpoint import _load_checkpoint_with_prefix
 
+from conftest import REPO_ROOT
 from detector_utils import tiny_cfg
 from mmcentermask.utils.weight_check import (MIN_MATCH_ENV,
                                              NonFiniteWeightsError,
-                                             WeightMismatchError)
+                                             ResumeMismatchError,
+                                             WeightMismatchError,
+                                             check_resume_fit)
 
 
 @pytest.fixture(scope='module')
@@ -111,12 +120,31 @@ def test_backbone_from_a_detector_checkpoint_with_prefix(detector, tmp_path):
 
 
 def test_other_num_classes_loads_all_but_the_classifiers(detector, tmp_path):
+    """load_from for fine-tuning: the Runner runs init_weights() first."""
     path = save(tmp_path, detector.state_dict())
     torch.manual_seed(1)
     five = MODELS.build(tiny_cfg(num_classes=5))
+    five.init_weights()
     load_checkpoint(five, path)  # warns about the classifier shapes only
     torch.testing.assert_close(five.backbone.stem[0].conv.weight,
                                detector.backbone.stem[0].conv.weight)
+
+
+def test_other_num_classes_is_refused_for_testing(detector, tmp_path):
+    """tools/test.py / the demo: nothing initialises the classifiers."""
+    path = save(tmp_path, detector.state_dict())
+    five = MODELS.build(tiny_cfg(num_classes=5))
+    before = five.bbox_head.conv_cls.weight.clone()
+    with pytest.raises(WeightMismatchError) as info:
+        load_checkpoint(five, path)
+    message = str(info.value)
+    assert 'num_classes differs: the checkpoint has 3 classes, the model 5' \
+        in message
+    assert ('bbox_head.conv_cls.weight (3, 32, 3, 3) in the checkpoint vs '
+            '(5, 32, 3, 3) in the model') in message
+    assert 'bbox_head 25/27' in message
+    assert 'load_from' in message
+    torch.testing.assert_close(five.bbox_head.conv_cls.weight, before)
 
 
 def test_threshold_switch(detector, tmp_path, monkeypatch):
@@ -140,3 +168,119 @@ def test_nan_checkpoint_is_refused(detector, tmp_path):
     assert 'in 2 of' in str(info.value)
     assert 'bbox_head.conv_reg.weight' in str(info.value)
     assert torch.isfinite(detector.bbox_head.conv_reg.weight).all()
+
+
+def test_resume_names_the_changed_num_classes(detector, monkeypatch):
+    """--resume after editing num_classes (the hook calls check_resume_fit
+    before the weights are loaded); MMCM_MIN_WEIGHT_MATCH does not relax
+    it."""
+    monkeypatch.setenv(MIN_MATCH_ENV, '0')
+    state = detector.state_dict()
+    check_resume_fit(detector, state, 'iter_8.pth')  # the same model fits
+    five = MODELS.build(tiny_cfg(num_classes=5))
+    with pytest.raises(ResumeMismatchError) as info:
+        check_resume_fit(five, state, 'work/iter_8.pth')
+    message = str(info.value)
+    assert 'Cannot resume from work/iter_8.pth: of the' in message
+    assert ', 6 have another shape in the checkpoint (' in message
+    for key, theirs, ours in (('bbox_head.conv_cls.weight', '(3, 32, 3, 3)',
+                               '(5, 32, 3, 3)'), ('bbox_head.conv_cls.bias',
+                                                  '(3,)', '(5,)')):
+        assert f'{key} {theirs} in the checkpoint vs {ours} in the model' \
+            in message
+    assert ('num_classes changed since the checkpoint was written (it has 3 '
+            'classes, the model 5)') in message
+    assert 'load_from=work/iter_8.pth and without --resume' in message
+    missing = {k: v for k, v in state.items() if not k.startswith('neck.')}
+    with pytest.raises(ResumeMismatchError, match='are missing from it'):
+        check_resume_fit(detector, missing, 'iter_8.pth')
+
+
+#: Point CenterMask and CenterMask with the same VoVNet-19-slim-dw backbone.
+POINT_CONFIG = osp.join(
+    REPO_ROOT, 'configs/centermask-point/'
+    'centermask-point_vovnet-v2-19-slim-dw_ct-neck-32_1xb8-500i_shapes.py')
+LITE_CONFIG = osp.join(
+    REPO_ROOT, 'configs/centermask/'
+    'centermask-lite_vovnet-v2-19-slim-dw_fpn-64_1xb8-1600i_shapes.py')
+
+
+@pytest.fixture(scope='module')
+def point_checkpoint(tmp_path_factory):
+    register_all_modules()
+    torch.manual_seed(0)
+    point = MODELS.build(Config.fromfile(POINT_CONFIG).model)
+    path = tmp_path_factory.mktemp('point') / 'point_centermask.pth'
+    torch.save({'state_dict': point.state_dict(), 'meta': {}}, path)
+    return str(path)
+
+
+def lite_centermask():
+    torch.manual_seed(1)
+    return MODELS.build(Config.fromfile(LITE_CONFIG).model)
+
+
+def tensors_per_module(model):
+    return Counter(
+        k.split('.')[0] for k in model.state_dict()
+        if not k.endswith('num_batches_tracked'))
+
+
+def test_related_model_is_refused_for_testing(point_checkpoint):
+    """init_detector / tools/test.py: the shared backbone fills most tensors,
+    the neck and heads would stay random."""
+    model = lite_centermask()
+    counts = tensors_per_module(model)
+    assert counts['backbone'] >= sum(counts.values()) / 2  # passes 0.5
+    neck = model.neck.lateral_convs[0].conv.weight.clone()
+    with pytest.raises(WeightMismatchError) as info:
+        load_checkpoint(model, point_checkpoint, map_location='cpu')
+    message = str(info.value)
+    total = sum(counts.values())
+    assert (f'fills only {counts["backbone"]} of the {total} tensors of '
+            'CenterMask') in message
+    assert (f'backbone {counts["backbone"]}/{counts["backbone"]}, neck '
+            f'0/{counts["neck"]}, bbox_head 0/{counts["bbox_head"]}, '
+            f'roi_head 0/{counts["roi_head"]}') in message
+    assert 'missing e.g. neck.lateral_convs.0.conv.weight' in message
+    assert 'another model that shares the backbone' in message
+    assert "init_weights() has not run" in message
+    torch.testing.assert_close(model.neck.lateral_convs[0].conv.weight, neck)
+
+
+def test_test_runner_refuses_a_related_model(point_checkpoint, tmp_path):
+    """tools/test.py: Runner.test() loads load_from without init_weights()."""
+    from mmengine.runner import Runner
+    cfg = Config.fromfile(LITE_CONFIG)
+    cfg.work_dir = str(tmp_path)
+    cfg.load_from = point_checkpoint
+    cfg.log_level = 'WARNING'
+    runner = Runner.from_cfg(cfg)
+    with pytest.raises(WeightMismatchError, match='neck 0/'):
+        runner.load_or_resume()  # what Runner.test() does after before_run
+
+
+def test_demo_inferencer_refuses_a_related_model(point_checkpoint):
+    """tools/demo.py's DetInferencer loads the same way."""
+    from mmdet.apis import DetInferencer
+    with pytest.raises(WeightMismatchError, match='neck 0/'):
+        DetInferencer(
+            model=LITE_CONFIG, weights=point_checkpoint, device='cpu')
+
+
+def test_related_model_loads_for_fine_tuning(point_checkpoint):
+    """load_from in training: the Runner runs init_weights() first."""
+    model = lite_centermask()
+    model.init_weights()
+    load_checkpoint(model, point_checkpoint, map_location='cpu')
+    point = torch.load(point_checkpoint, weights_only=True)['state_dict']
+    torch.testing.assert_close(model.backbone.stem[0].conv.weight,
+                               point['backbone.stem.0.conv.weight'])
+
+
+def test_testing_tolerance_is_switchable(point_checkpoint, monkeypatch):
+    monkeypatch.setenv(MIN_MATCH_ENV, '0.6')
+    load_checkpoint(lite_centermask(), point_checkpoint, map_location='cpu')
+    monkeypatch.setenv(MIN_MATCH_ENV, '0.9')
+    with pytest.raises(WeightMismatchError, match='now 0.9'):
+        load_checkpoint(lite_centermask(), point_checkpoint)

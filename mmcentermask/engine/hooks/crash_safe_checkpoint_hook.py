@@ -1,11 +1,11 @@
-"""MMEngine's ``CheckpointHook`` made safe against a kill at any moment.
+"""MMEngine's ``CheckpointHook`` made safe against a kill at any moment, a full
+disk, and ``--resume`` into a state that does not fit.
 
 MMEngine 0.10.7 (``CheckpointHook._save_checkpoint_with_step``) deletes the
 oldest kept checkpoint *before* it writes the new one, and writes the new file
 in place. With ``max_keep_ckpts=1`` a kill during the write leaves no complete
 checkpoint, and ``work_dir/last_checkpoint`` names a file that is missing or
-truncated, so ``--resume``
-cannot continue. This hook changes the order only:
+truncated, so ``--resume`` cannot continue. This hook changes the order only:
 
 1. write the new checkpoint to a hidden temporary file ``.iter_N.pth.tmp`` next
    to it, flush it to disk, and rename it to ``iter_N.pth`` (``os.replace`` is
@@ -18,7 +18,24 @@ A kill at any moment therefore leaves ``last_checkpoint`` naming a complete
 file. The kept-checkpoint bookkeeping stored in the checkpoint (``message_hub``
 ``keep_ckpt_ids``) is MMEngine's. A kill between steps 2 and 3 leaves one extra
 old checkpoint on disk (never a missing one). Temporary files of a killed save
-are removed when training starts again.
+are removed when training starts again, before the first save.
+
+A save that finds the disk full (``ENOSPC``, ``EDQUOT``) removes its temporary
+file and stops training with the folder, its free space, the size a checkpoint
+needs and the last complete checkpoint, which stays intact
+(:func:`~.checkpoint_files.disk_full_error`). The folder needs room for
+``max_keep_ckpts + 1`` checkpoints, since the old one goes only after the new
+one is complete.
+
+``--resume`` (MMEngine's auto resume, from ``last_checkpoint``) continues from
+the newest complete ``iter_*.pth`` / ``epoch_*.pth`` of the folder, with a
+warning naming both, when ``last_checkpoint`` names a file that is missing or
+incomplete, or is missing itself; with no complete checkpoint to fall back to,
+the error names ``last_checkpoint``, what it says and the fix
+(:func:`~.checkpoint_files.resume_checkpoint`). Every ``--resume`` refuses a
+checkpoint whose tensors do not fit the model (missing, or another shape, e.g.
+after editing ``num_classes``): MMEngine would re-initialise those layers and
+go on training (:func:`mmcentermask.utils.weight_check.check_resume_fit`).
 
 It also stores torch's random number generator state (CPU, and CUDA when
 available) in each checkpoint (``checkpoint['rng_state']``) and restores it
@@ -33,41 +50,33 @@ Only local ``out_dir`` folders get this treatment; other storage backends fall
 back to MMEngine's behaviour.
 """
 import glob
-import os
 import os.path as osp
+import re
+from collections import OrderedDict
 from typing import Optional
 
 import torch
-from mmengine.dist import is_main_process
-from mmengine.fileio import LocalBackend
-from mmengine.hooks import CheckpointHook
-
 from mmdet.registry import HOOKS
+from mmengine.dist import is_main_process
+from mmengine.fileio import LocalBackend, get_file_backend
+from mmengine.hooks import CheckpointHook
+from mmengine.model import is_model_wrapper
 
-TMP_SUFFIX = '.tmp'
-
-
-def _fsync_replace(tmp_path: str, path: str) -> None:
-    """Flush ``tmp_path`` to disk and rename it to ``path`` atomically."""
-    with open(tmp_path, 'rb+') as f:
-        os.fsync(f.fileno())
-    os.replace(tmp_path, path)
-    try:  # make the rename itself durable (POSIX; not possible on Windows)
-        fd = os.open(osp.dirname(path) or '.', os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from mmcentermask.utils.weight_check import check_resume_fit
+from .checkpoint_files import (DISK_FULL_ERRNOS, LAST_CHECKPOINT,
+                               disk_full_error, fsync_replace,
+                               newest_complete_checkpoint,
+                               read_last_checkpoint, remove_if_present,
+                               resume_checkpoint, temporary_name,
+                               write_text_atomic)
 
 
-def _write_text_atomic(path: str, text: str) -> None:
-    tmp_path = osp.join(
-        osp.dirname(path), '.' + osp.basename(path) + TMP_SUFFIX)
-    with open(tmp_path, 'w') as f:
-        f.write(text)
-    _fsync_replace(tmp_path, path)
+def _model_state_dict(checkpoint: dict) -> 'OrderedDict[str, torch.Tensor]':
+    """The model tensors of a loaded checkpoint, keys as
+    ``Runner.load_checkpoint`` gives them to the model (no ``module.``)."""
+    state_dict = checkpoint.get('state_dict', checkpoint)
+    return OrderedDict(
+        (re.sub(r'^module\.', '', k), v) for k, v in state_dict.items())
 
 
 @HOOKS.register_module()
@@ -75,13 +84,12 @@ class CrashSafeCheckpointHook(CheckpointHook):
     """``CheckpointHook`` whose saves survive ``kill -9`` at any moment.
 
     Takes every argument of :class:`mmengine.hooks.CheckpointHook`
-    (``interval``,
-    ``by_epoch``, ``max_keep_ckpts``, ``save_best``, ...), plus:
+    (``interval``, ``by_epoch``, ``max_keep_ckpts``, ``save_best``, ...),
+    plus:
 
     Args:
-        save_rng_state (bool): Store torch's generator state in each checkpoint
-        and
-            restore it on resume. Defaults to True.
+        save_rng_state (bool): Store torch's generator state in each
+            checkpoint and restore it on resume. Defaults to True.
     """
 
     def __init__(self, *args, save_rng_state: bool = True, **kwargs) -> None:
@@ -89,6 +97,54 @@ class CrashSafeCheckpointHook(CheckpointHook):
         self.save_rng_state = save_rng_state
         self._resumed_rng: Optional[dict] = None
         self._resumed_iter: Optional[int] = None
+        self._resume_from: Optional[str] = None
+
+    # -- resuming
+    def _checkpoint_dir(self, runner) -> str:
+        """Where this run's checkpoints are (``CheckpointHook.before_train``
+        resolves ``out_dir`` the same way, later)."""
+        if self.out_dir is None or self.out_dir == runner.work_dir:
+            return runner.work_dir
+        return osp.join(self.out_dir,
+                        osp.basename(runner.work_dir.rstrip(osp.sep)))
+
+    def before_run(self, runner) -> None:
+        """Choose the checkpoint ``--resume`` continues from.
+
+        MMEngine keeps the choice in ``Runner._resume`` / ``_load_from``
+        (its ``EMAHook`` reads them too); with auto resume and a
+        ``last_checkpoint`` that names no complete file, ``_load_from`` is set
+        to the newest complete checkpoint, which ``Runner.load_or_resume``
+        then resumes from.
+        """
+        self._resume_from = None
+        if not getattr(runner, '_resume', False):
+            return
+        if runner._load_from is not None:
+            self._resume_from = runner._load_from
+            return
+        folder = self._checkpoint_dir(runner)
+        if not isinstance(
+                get_file_backend(folder, backend_args=self.backend_args),
+                LocalBackend):
+            return
+        fallback, warning = resume_checkpoint(runner.work_dir, folder,
+                                              self.filename_tmpl)
+        if fallback is not None:
+            runner.logger.warning(warning)
+            runner._load_from = fallback
+        self._resume_from = fallback or read_last_checkpoint(runner.work_dir)
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        if getattr(runner, '_resume', False):
+            model = runner.model.module if is_model_wrapper(
+                runner.model) else runner.model
+            check_resume_fit(model, _model_state_dict(checkpoint),
+                             self._resume_from or 'the checkpoint')
+        # Runner.resume may re-seed after loading, so the state is applied in
+        # before_train, and only when training continues from this checkpoint.
+        self._resumed_rng = checkpoint.get('rng_state')
+        self._resumed_iter = checkpoint.get('meta', {}).get('iter')
 
     # -- random number generators
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
@@ -97,12 +153,6 @@ class CrashSafeCheckpointHook(CheckpointHook):
             if torch.cuda.is_available():
                 state['cuda'] = torch.cuda.get_rng_state_all()
             checkpoint['rng_state'] = state
-
-    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
-        # Runner.resume may re-seed after loading, so the state is applied in
-        # before_train, and only when training continues from this checkpoint.
-        self._resumed_rng = checkpoint.get('rng_state')
-        self._resumed_iter = checkpoint.get('meta', {}).get('iter')
 
     def before_train(self, runner) -> None:
         super().before_train(runner)
@@ -122,20 +172,21 @@ class CrashSafeCheckpointHook(CheckpointHook):
     def _is_local(self) -> bool:
         return isinstance(getattr(self, 'file_backend', None), LocalBackend)
 
-    def _tmp_name(self, filename: str) -> str:
-        return '.' + filename + TMP_SUFFIX
-
     def _remove_stale_temporaries(self, runner) -> None:
-        pattern = osp.join(self.out_dir,
-                           self._tmp_name(self.filename_tmpl.format('*')))
-        for path in glob.glob(pattern):
-            os.remove(path)
-            runner.logger.warning(
-                f'Removed {path}, an incomplete checkpoint of a killed run.')
+        checkpoints = temporary_name(self.filename_tmpl.format('*'))
+        pointer = temporary_name(LAST_CHECKPOINT)
+        patterns = (osp.join(glob.escape(self.out_dir), checkpoints),
+                    osp.join(glob.escape(runner.work_dir), pointer))
+        for pattern in patterns:
+            for path in glob.glob(pattern):
+                remove_if_present(path)
+                runner.logger.warning(
+                    f'Removed {path}, left by a save that did not finish '
+                    '(a killed run or a full disk).')
 
-    def _save_checkpoint_with_step(self, runner, step, meta):
-        if not self._is_local():
-            return super()._save_checkpoint_with_step(runner, step, meta)
+    def _keep(self, runner, step: int) -> Optional[str]:
+        """Add ``step`` to MMEngine's kept steps; the checkpoint that falls
+        out of ``max_keep_ckpts`` (deleted once the new one is saved)."""
         stale = None
         if self.max_keep_ckpts > 0 and not (self.keep_ckpt_ids and
                                             self.keep_ckpt_ids[-1] == step):
@@ -146,26 +197,52 @@ class CrashSafeCheckpointHook(CheckpointHook):
             self.keep_ckpt_ids.append(step)
             runner.message_hub.update_info('keep_ckpt_ids',
                                            list(self.keep_ckpt_ids))
+        return stale
 
-        ckpt_filename = self.filename_tmpl.format(step)
-        self.last_ckpt = osp.join(self.out_dir, ckpt_filename)
+    def _write(self, runner, meta: dict) -> None:
+        """Save the checkpoint ``self.last_ckpt`` through its temporary file.
+
+        Raises:
+            OSError: the write failed; the temporary file is removed, and a
+                full disk is explained (:func:`disk_full_error`).
+        """
+        tmp_filename = temporary_name(osp.basename(self.last_ckpt))
+        tmp_path = osp.join(self.out_dir, tmp_filename)
+        try:
+            runner.save_checkpoint(
+                self.out_dir,
+                tmp_filename,
+                self.file_client_args,
+                save_optimizer=self.save_optimizer,
+                save_param_scheduler=self.save_param_scheduler,
+                meta=meta,
+                by_epoch=self.by_epoch,
+                backend_args=self.backend_args,
+                **self.args)
+            if is_main_process():
+                fsync_replace(tmp_path, self.last_ckpt)
+        except OSError as error:
+            written = osp.getsize(tmp_path) if osp.isfile(tmp_path) else 0
+            remove_if_present(tmp_path)
+            if error.errno not in DISK_FULL_ERRNOS:
+                raise
+            raise disk_full_error(
+                error, self.last_ckpt, written,
+                newest_complete_checkpoint(self.out_dir, self.filename_tmpl),
+                read_last_checkpoint(runner.work_dir),
+                self.max_keep_ckpts) from error
+
+    def _save_checkpoint_with_step(self, runner, step, meta):
+        if not self._is_local():
+            return super()._save_checkpoint_with_step(runner, step, meta)
+        stale = self._keep(runner, step)
+        self.last_ckpt = osp.join(self.out_dir,
+                                  self.filename_tmpl.format(step))
         runner.message_hub.update_info('last_ckpt', self.last_ckpt)
-        tmp_filename = self._tmp_name(ckpt_filename)
-        runner.save_checkpoint(
-            self.out_dir,
-            tmp_filename,
-            self.file_client_args,
-            save_optimizer=self.save_optimizer,
-            save_param_scheduler=self.save_param_scheduler,
-            meta=meta,
-            by_epoch=self.by_epoch,
-            backend_args=self.backend_args,
-            **self.args)
+        self._write(runner, meta)
         if not is_main_process():
             return
-        _fsync_replace(osp.join(self.out_dir, tmp_filename), self.last_ckpt)
-        _write_text_atomic(
-            osp.join(runner.work_dir, 'last_checkpoint'), self.last_ckpt)
+        write_text_atomic(
+            osp.join(runner.work_dir, LAST_CHECKPOINT), self.last_ckpt)
         if stale is not None and stale != self.last_ckpt:
-            if osp.isfile(stale):
-                os.remove(stale)
+            remove_if_present(stale)
