@@ -284,3 +284,13 @@ def test_testing_tolerance_is_switchable(point_checkpoint, monkeypatch):
     monkeypatch.setenv(MIN_MATCH_ENV, '0.9')
     with pytest.raises(WeightMismatchError, match='now 0.9'):
         load_checkpoint(lite_centermask(), point_checkpoint)
+
+
+def test_point_centermask_refuses_a_centermask_checkpoint(tmp_path):
+    """The other direction: CenterMask's weights into point CenterMask
+    (same backbone) are refused for testing, naming point CenterMask."""
+    register_all_modules()
+    path = save(tmp_path, lite_centermask().state_dict(), 'centermask.pth')
+    point = MODELS.build(Config.fromfile(POINT_CONFIG).model)
+    with pytest.raises(WeightMismatchError, match='PointCenterMask'):
+        load_checkpoint(point, path, map_location='cpu')

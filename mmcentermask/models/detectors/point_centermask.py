@@ -3,6 +3,7 @@ from mmdet.models.detectors import CenterNet
 from mmdet.registry import MODELS
 from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
 
+from mmcentermask.utils.weight_check import guard_weight_loading
 from ..utils import check_class_count
 
 
@@ -46,3 +47,4 @@ class PointCenterMask(CenterNet):
             test_cfg=test_cfg,
             data_preprocessor=data_preprocessor,
             init_cfg=init_cfg)
+        guard_weight_loading(self)  # foreign or partial weights are an error
