@@ -5,9 +5,11 @@
 # the Shape branch on every FPN level and the Saliency branch on P3; no size
 # head (FCOS gives the box). How the paper attaches the branches is not
 # recovered; this placement is ours (configs/centermask-point/README.md).
-_base_ = 'mmdet::fcos/' \
-    'fcos_r50-caffe_fpn_gn-head-center-normbbox-centeronreg-giou_1x_coco.py'
-custom_imports = dict(imports=['mmcentermask'], allow_failed_imports=False)
+_base_ = [
+    'mmdet::fcos/'
+    'fcos_r50-caffe_fpn_gn-head-center-normbbox-centeronreg-giou_1x_coco.py',
+    '../_base_/plugins/mmcentermask.py'
+]
 
 model = dict(
     type='PointCenterMask',
@@ -59,9 +61,5 @@ val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 val_evaluator = dict(metric=['bbox', 'segm'])
 test_evaluator = val_evaluator
-# crash-safe checkpoints and a stop on non-finite losses, as every config
+# crash-safe checkpoints; the plugin base adds the imports and the other hooks
 default_hooks = dict(checkpoint=dict(type='CrashSafeCheckpointHook'))
-custom_hooks = [
-    dict(type='NonFiniteLossHook'),
-    dict(type='ReuseCPUMemoryHook')
-]

@@ -16,13 +16,7 @@ channels = 64
 
 model = dict(
     data_preprocessor=dict(
-        _delete_=True,
-        type='DetDataPreprocessor',
-        mean=[103.53, 116.28, 123.675],
-        std=[1.0, 1.0, 1.0],
-        bgr_to_rgb=False,
-        pad_size_divisor=32,
-        pad_mask=True),
+        mean=[103.53, 116.28, 123.675], std=[1.0, 1.0, 1.0], bgr_to_rgb=False),
     backbone=dict(out_indices=(1, 2, 3)),
     neck=dict(
         _delete_=True,
@@ -70,18 +64,9 @@ model = dict(
 
 max_iters = 1600
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
-param_scheduler = [
-    dict(
-        type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
-        end=100),
-    dict(
-        type='MultiStepLR',
-        begin=0,
-        end=max_iters,
-        by_epoch=False,
-        milestones=[1400, 1550],
-        gamma=0.1)
-]
+_base_.param_scheduler[0].end = 100  # warm-up iterations
+_base_.param_scheduler[1].end = max_iters
+_base_.param_scheduler[1].milestones = [1400, 1550]
 default_hooks = dict(checkpoint=dict(interval=500))
 # The quick start's optimizer: AdamW with PyTorch's fused kernel (fused=False
 # is the per-tensor loop, equal up to float32 rounding).

@@ -18,26 +18,7 @@ model = dict(
     neck=None,
     bbox_head=dict(in_channels=256, feat_channels=256, num_feat_levels=2))
 
-test_pipeline = [
-    dict(
-        type='LoadImageFromFile',
-        backend_args={{_base_.backend_args}},
-        to_float32=True),
-    dict(
-        type='RandomCenterCropPadWithMask',
-        crop_size=None,
-        ratios=None,
-        border=None,
-        mean=[0, 0, 0],
-        std=[1, 1, 1],
-        to_rgb=True,
-        test_mode=True,
-        test_pad_mode=['logical_or', 127],
-        test_pad_add_pix=1),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'border'))
-]
+test_pipeline = _base_.test_pipeline
+test_pipeline[1].test_pad_mode = ['logical_or', 127]  # the crop / pad step
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader

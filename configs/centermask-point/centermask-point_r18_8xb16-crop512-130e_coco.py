@@ -7,9 +7,8 @@
 # padding (logical or with 31, plus one pixel).
 _base_ = [
     'mmdet::_base_/datasets/coco_instance.py',
-    'mmdet::_base_/default_runtime.py'
+    'mmdet::_base_/default_runtime.py', '../_base_/plugins/mmcentermask.py'
 ]
-custom_imports = dict(imports=['mmcentermask'], allow_failed_imports=False)
 
 model = dict(
     type='PointCenterMask',
@@ -116,13 +115,9 @@ param_scheduler = [
         milestones=[100, 120],
         gamma=0.1)
 ]
-# crash-safe checkpoints and a stop on non-finite losses, as every config
+# crash-safe checkpoints; the plugin base adds the imports and the other hooks
 default_hooks = dict(
     checkpoint=dict(
         type='CrashSafeCheckpointHook', interval=10, max_keep_ckpts=3))
-custom_hooks = [
-    dict(type='NonFiniteLossHook'),
-    dict(type='ReuseCPUMemoryHook')
-]
 # The learning rate is for 8 GPUs x 16 images; --auto-scale-lr scales it.
 auto_scale_lr = dict(base_batch_size=128)

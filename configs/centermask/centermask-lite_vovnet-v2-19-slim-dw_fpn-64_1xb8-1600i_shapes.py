@@ -29,29 +29,17 @@ model = dict(
         fcos_proposal=dict(max_per_img=50),
         rcnn=dict(sampler=dict(num=32, pos_fraction=0.25))))
 
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(
-        type='LoadAnnotations', with_bbox=True, with_mask=True,
-        poly2mask=False),
-    dict(
-        type='RandomChoiceResize',
-        scales=[(400, 128), (400, 144), (400, 160)],
-        keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=(400, 160), keep_ratio=True),
-    dict(
-        type='LoadAnnotations', with_bbox=True, with_mask=True,
-        poly2mask=False),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor'))
-]
+# The family's pipelines with the short sides above, resized with cv2 (mmdet's default
+# backend), and LoadImageFromFile with its defaults.
+train_pipeline = _base_.train_pipeline
+train_pipeline[0] = dict(type='LoadImageFromFile')
+train_pipeline[2] = dict(
+    type='RandomChoiceResize',
+    scales=[(400, 128), (400, 144), (400, 160)],
+    keep_ratio=True)
+test_pipeline = _base_.test_pipeline
+test_pipeline[0] = dict(type='LoadImageFromFile')
+test_pipeline[1] = dict(type='Resize', scale=(400, 160), keep_ratio=True)
 # tools/test.py --tta: the family's TTA (each scale with and without flip) at short sides
 # 128, 160 and 192 with cv2 resizing, as test_pipeline.
 tta_pipeline = _base_.tta_pipeline
@@ -61,7 +49,6 @@ tta_pipeline[1]['transforms'][0] = [
 train_dataloader = dict(
     batch_size=8,
     num_workers=1,
-    persistent_workers=True,
     dataset=dict(
         data_root=data_root,
         metainfo=metainfo,
@@ -71,7 +58,6 @@ train_dataloader = dict(
 val_dataloader = dict(
     batch_size=4,
     num_workers=1,
-    persistent_workers=True,
     dataset=dict(
         data_root=data_root,
         metainfo=metainfo,
@@ -84,18 +70,9 @@ test_evaluator = val_evaluator
 
 max_iters = 1600
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
-param_scheduler = [
-    dict(
-        type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
-        end=100),
-    dict(
-        type='MultiStepLR',
-        begin=0,
-        end=max_iters,
-        by_epoch=False,
-        milestones=[1400, 1550],
-        gamma=0.1)
-]
+_base_.param_scheduler[0].end = 100  # warm-up iterations
+_base_.param_scheduler[1].end = max_iters
+_base_.param_scheduler[1].milestones = [1400, 1550]
 optim_wrapper = dict(
     _delete_=True,
     type='OptimWrapper',

@@ -17,45 +17,15 @@ model = dict(
             num_convs=2, in_channels=fpn_channels,
             conv_out_channels=fpn_channels)))
 
-train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
-    dict(
-        type='LoadAnnotations', with_bbox=True, with_mask=True,
-        poly2mask=False),
-    dict(
-        type='RandomChoiceResize',
-        scales=[(1000, 580), (1000, 600)],
-        keep_ratio=True,
-        backend='pillow'),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
-    dict(type='Resize', scale=(1000, 600), keep_ratio=True, backend='pillow'),
-    dict(
-        type='LoadAnnotations', with_bbox=True, with_mask=True,
-        poly2mask=False),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor'))
-]
+train_pipeline = _base_.train_pipeline
+train_pipeline[2].scales = [(1000, 580), (1000, 600)]  # RandomChoiceResize
+test_pipeline = _base_.test_pipeline
+test_pipeline[1].scale = (1000, 600)  # Resize
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 max_iters = 360000
 train_cfg = dict(max_iters=max_iters)
-param_scheduler = [
-    dict(
-        type='LinearLR', start_factor=0.001, by_epoch=False, begin=0,
-        end=1000),
-    dict(
-        type='MultiStepLR',
-        begin=0,
-        end=max_iters,
-        by_epoch=False,
-        milestones=[300000, 340000],
-        gamma=0.1)
-]
+_base_.param_scheduler[1].end = max_iters
+_base_.param_scheduler[1].milestones = [300000, 340000]

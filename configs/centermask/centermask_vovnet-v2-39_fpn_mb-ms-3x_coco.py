@@ -60,45 +60,18 @@ model = dict(
         rcnn=dict(sampler=dict(num=100000, pos_fraction=1.0))),
     test_cfg=dict(fcos=dict(score_thr=0.03, nms=mb_nms, max_per_img=50)))
 
-train_pipeline = [
-    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
-    dict(
-        type='LoadAnnotations', with_bbox=True, with_mask=True,
-        poly2mask=False),
-    dict(
-        type='RandomResize',
-        scale=[(1333, 640), (1333, 800)],
-        keep_ratio=True,
-        backend='pillow'),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs')
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
-    dict(type='Resize', scale=(1333, 800), keep_ratio=True, backend='pillow'),
-    dict(
-        type='LoadAnnotations', with_bbox=True, with_mask=True,
-        poly2mask=False),
-    dict(
-        type='PackDetInputs',
-        meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape',
-                   'scale_factor'))
-]
+# Uniform integer short side in [640, 800]; the test pipeline is the base's.
+train_pipeline = _base_.train_pipeline
+train_pipeline[2] = dict(
+    type='RandomResize',
+    scale=[(1333, 640), (1333, 800)],
+    keep_ratio=True,
+    backend='pillow')
 train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
-val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
-test_dataloader = val_dataloader
 
-param_scheduler = [
-    dict(
-        type='ConstantLR', factor=1.0 / 3, by_epoch=False, begin=0, end=500),
-    dict(
-        type='MultiStepLR',
-        begin=0,
-        end={{_base_.max_iters}},
-        by_epoch=False,
-        milestones=[210000, 250000],
-        gamma=0.1)
-]
+# Constant warm-up at 1/3 of the LR (the base's steps at 210k and 250k of 270k).
+_base_.param_scheduler[0] = dict(
+    type='ConstantLR', factor=1.0 / 3, by_epoch=False, begin=0, end=500)
 optim_wrapper = dict(
     paramwise_cfg=dict(
         norm_decay_mult=1.0, bias_lr_mult=2.0, bias_decay_mult=0.0))

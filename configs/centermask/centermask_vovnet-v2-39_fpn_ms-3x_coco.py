@@ -2,9 +2,8 @@
 # Every other CenterMask config is a small delta of this file.
 _base_ = [
     'mmdet::_base_/datasets/coco_instance.py',
-    'mmdet::_base_/default_runtime.py'
+    'mmdet::_base_/default_runtime.py', '../_base_/plugins/mmcentermask.py'
 ]
-custom_imports = dict(imports=['mmcentermask'], allow_failed_imports=False)
 
 num_classes = 80  # the one place; CenterMask passes it to every head
 fpn_channels = 256
@@ -237,6 +236,7 @@ log_processor = dict(by_epoch=False)
 # tools/test.py (exact up to float32 rounding, see the hook).
 # ReuseCPUMemoryHook: on the CPU, freed memory stays mapped for the next image
 # (no page faults on the large feature maps; outputs unchanged).
+# This list replaces the plugin base's (NonFiniteLossHook, ReuseCPUMemoryHook).
 custom_hooks = [
     dict(type='NumClassCheckHook'),
     dict(type='NonFiniteLossHook'),

@@ -8,14 +8,12 @@
 # image area only by the padding to a multiple of 32; in a batch of differently sized images
 # the smaller images are measured against the largest padded size, so their RoIs go to
 # finer levels than CenterMask's rule gives them (see README.md).
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['mmcentermask'], allow_failed_imports=False)
-# Crash-safe checkpoints and a stop on NaN/inf losses (mmcentermask/engine/hooks/).
-default_hooks = dict(checkpoint=dict(type='CrashSafeCheckpointHook'))
-custom_hooks = [
-    dict(type='NonFiniteLossHook'),
-    dict(type='ReuseCPUMemoryHook')
+_base_ = [
+    'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+    '../_base_/plugins/mmcentermask.py'
 ]
+# crash-safe checkpoints; the plugin base adds the imports and the other hooks
+default_hooks = dict(checkpoint=dict(type='CrashSafeCheckpointHook'))
 
 model = dict(
     # the base initialises the backbone from torchvision://resnet50 (a download); point this

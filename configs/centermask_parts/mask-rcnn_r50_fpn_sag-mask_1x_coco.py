@@ -1,14 +1,12 @@
 # MMDetection's Mask R-CNN R-50-FPN 1x with CenterMask's spatial-attention-guided mask head
 # (SAG-Mask) in place of FCNMaskHead, inside mmdet's stock StandardRoIHead. Nothing else
 # changes: RPN proposals, the shared-FC box head and the 14x14 mask RoIs are Mask R-CNN's.
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['mmcentermask'], allow_failed_imports=False)
-# Crash-safe checkpoints and a stop on NaN/inf losses (mmcentermask/engine/hooks/).
-default_hooks = dict(checkpoint=dict(type='CrashSafeCheckpointHook'))
-custom_hooks = [
-    dict(type='NonFiniteLossHook'),
-    dict(type='ReuseCPUMemoryHook')
+_base_ = [
+    'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py',
+    '../_base_/plugins/mmcentermask.py'
 ]
+# crash-safe checkpoints; the plugin base adds the imports and the other hooks
+default_hooks = dict(checkpoint=dict(type='CrashSafeCheckpointHook'))
 
 model = dict(
     # the base initialises the backbone from torchvision://resnet50 (a download); point this

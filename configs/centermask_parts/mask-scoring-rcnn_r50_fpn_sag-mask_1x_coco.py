@@ -1,14 +1,12 @@
 # MMDetection's Mask Scoring R-CNN R-50-FPN 1x with CenterMask's SAG-Mask head in place of
 # FCNMaskHead, inside mmdet's stock MaskScoringRoIHead (whose MaskIoUHead rescores the box
 # scores, as in MS R-CNN).
-_base_ = 'mmdet::ms_rcnn/ms-rcnn_r50_fpn_1x_coco.py'
-custom_imports = dict(imports=['mmcentermask'], allow_failed_imports=False)
-# Crash-safe checkpoints and a stop on NaN/inf losses (mmcentermask/engine/hooks/).
-default_hooks = dict(checkpoint=dict(type='CrashSafeCheckpointHook'))
-custom_hooks = [
-    dict(type='NonFiniteLossHook'),
-    dict(type='ReuseCPUMemoryHook')
+_base_ = [
+    'mmdet::ms_rcnn/ms-rcnn_r50_fpn_1x_coco.py',
+    '../_base_/plugins/mmcentermask.py'
 ]
+# crash-safe checkpoints; the plugin base adds the imports and the other hooks
+default_hooks = dict(checkpoint=dict(type='CrashSafeCheckpointHook'))
 
 model = dict(
     # the base initialises the backbone from torchvision://resnet50 (a download); point this

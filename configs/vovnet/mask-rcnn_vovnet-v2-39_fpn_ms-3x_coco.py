@@ -2,15 +2,12 @@
 # R-CNN. Backbone settings follow vovnet-detectron2: frozen BN, FREEZE_AT 0 (no
 # stage frozen), stage2-5 into the FPN, caffe-style BGR input with std 1.
 # init_cfg=None trains from random init; for ImageNet weights see README.md.
-_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_ms-poly-3x_coco.py'
-
-custom_imports = dict(imports=['mmcentermask'], allow_failed_imports=False)
-# Crash-safe checkpoints and a stop on NaN/inf losses (mmcentermask/engine/hooks/).
-default_hooks = dict(checkpoint=dict(type='CrashSafeCheckpointHook'))
-custom_hooks = [
-    dict(type='NonFiniteLossHook'),
-    dict(type='ReuseCPUMemoryHook')
+_base_ = [
+    'mmdet::mask_rcnn/mask-rcnn_r50_fpn_ms-poly-3x_coco.py',
+    '../_base_/plugins/mmcentermask.py'
 ]
+# crash-safe checkpoints; the plugin base adds the imports and the other hooks
+default_hooks = dict(checkpoint=dict(type='CrashSafeCheckpointHook'))
 
 model = dict(
     data_preprocessor=dict(
