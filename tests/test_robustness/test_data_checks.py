@@ -1,5 +1,9 @@
 """CheckedCocoDataset: annotation mistakes are errors or counted warnings, RLE
-masks train with poly2mask=False, NaN polygons never reach the mask targets."""
+masks train with poly2mask=False, NaN polygons never reach the mask targets,
+a training set without one usable annotation stops with examples, missing
+and unreadable image files are named. Every field of the format:
+tests/test_datasets/test_coco_format.py; image sizes and EXIF orientation:
+test_image_sizes.py."""
 import json
 import logging
 import shutil
@@ -314,20 +318,138 @@ def test_training_step_on_crowd_rle_odd_boxes_and_an_empty_image(
     total.backward()
 
 
-@pytest.mark.parametrize('kind,reason',
-                         [('empty', r'empty file \(0 bytes\)'),
-                          ('truncated', 'truncated or corrupt PNG')])
-def test_unreadable_image_in_the_dataset_is_named(source, tmp_path, kind,
-                                                  reason):
+def test_empty_image_file_stops_loading_with_its_name(source, tmp_path):
     root = tmp_path / 'root'
     shutil.copytree(source, root)
     data = json.loads((root / 'annotations/train.json').read_text())
     image = root / 'train' / data['images'][0]['file_name']
-    image.write_bytes(b'' if kind == 'empty' else image.read_bytes()[:200])
+    image.write_bytes(b'')
+    with pytest.raises(ValueError) as info:
+        build(root, str(root / 'annotations/train.json'))
+    assert (f'Image {image} (in {root}/annotations/train.json) cannot be '
+            'read: empty file (0 bytes)') in str(info.value)
+    # the header check off: the sample that loads it names it
+    dataset = build(
+        root, str(root / 'annotations/train.json'), check_image_files=False)
+    index = next(
+        i for i in range(len(dataset))
+        if dataset.get_data_info(i)['img_path'] == str(image))
+    with pytest.raises(ValueError, match=r'empty file \(0 bytes\)') as info:
+        dataset[index]
+    assert str(image) in str(info.value)
+
+
+def test_truncated_image_is_named_when_its_sample_loads(source, tmp_path):
+    """A truncated file has a readable header: the load check passes, the
+    sample names it."""
+    root = tmp_path / 'root'
+    shutil.copytree(source, root)
+    data = json.loads((root / 'annotations/train.json').read_text())
+    image = root / 'train' / data['images'][0]['file_name']
+    image.write_bytes(image.read_bytes()[:200])
     dataset = build(root, str(root / 'annotations/train.json'))
     index = next(
         i for i in range(len(dataset))
         if dataset.get_data_info(i)['img_path'] == str(image))
-    with pytest.raises(ValueError, match=reason) as info:
+    with pytest.raises(ValueError, match='truncated or corrupt PNG') as info:
         dataset[index]
     assert str(image) in str(info.value)
+
+
+def test_missing_image_files_stop_loading_with_the_fix(source, tmp_path):
+    ann = write(source, tmp_path,
+                lambda d: d['images'][1].update(file_name='gone.png'))
+    with pytest.raises(ValueError) as info:
+        build(source, ann)
+    message = str(info.value)
+    assert '1 of 4 images do not exist:' in message
+    assert f"image 2: {source / 'train' / 'gone.png'}" in message
+    assert 'check data_root and data_prefix.img' in message
+
+
+# -- a training set in which no annotation is usable ------------------------
+
+
+def edit_all(field, value):
+    """An edit that gives every annotation ``field=value``."""
+
+    def edit(data):
+        for ann in data['annotations']:
+            ann[field] = value
+
+    return edit
+
+
+def nan_polygons(data):
+    for ann in data['annotations']:
+        ann['segmentation'] = [[float('nan')] * 8]
+
+
+@pytest.mark.parametrize(
+    'edit,words',
+    [(edit_all('bbox', [10, 10, 0, 5]), [
+        'annotations with a box narrower or lower than 1 px were dropped',
+        'bbox=[10, 10, 0, 5]'
+    ]),
+     (edit_all('bbox', [500, 500, 10, 10]), [
+         'annotations with a box outside the image were dropped',
+         'bbox=[500, 500, 10, 10]'
+     ]),
+     (nan_polygons, [
+         'polygons with NaN/infinite coordinates were dropped',
+         'annotations left without a valid polygon were dropped',
+         'segmentation=[[nan, nan'
+     ]),
+     (edit_all('iscrowd',
+               1), ['crowd regions (iscrowd=1) train as ignored areas only'])],
+    ids=['zero-width boxes', 'boxes outside', 'NaN polygons', 'all crowd'])
+@pytest.mark.parametrize(
+    'filter_cfg', [dict(filter_empty_gt=True, min_size=0), None],
+    ids=['filter_empty_gt', 'no filter'])
+def test_no_usable_annotation_stops_training_with_examples(
+        source, tmp_path, edit, words, filter_cfg):
+    """Before: the images were kept (filter_empty_gt looks at the file, not
+    at what survived) and training ran on background only."""
+    ann = write(source, tmp_path, edit)
+    total = len(json.loads(open(ann).read())['annotations'])
+    with pytest.raises(ValueError) as info:
+        build(source, ann, filter_cfg=filter_cfg)
+    message = str(info.value)
+    assert message.startswith(
+        f'No training image left in {ann}: 4 images read, none with a usable '
+        f'annotation of classes {CLASSES}; of its {total} annotations:')
+    for word in words:
+        assert word in message, (word, message)
+    if 'crowd' not in words[0]:
+        first = json.loads(open(ann).read())['annotations'][0]
+        assert (f"annotation {first['id']} of image {first['image_id']} "
+                "('train_0000.png')") in message
+        assert 'Fix the annotations' in message
+    assert 'background only' in message
+    build(source, ann, test_mode=True)  # evaluating such a set is allowed
+
+
+def test_stock_coco_dataset_keeps_images_without_a_valid_annotation(
+        source, tmp_path):
+    """The MMDetection behaviour the check above exists for."""
+    stock = DATASETS.build(
+        dict(
+            type='CocoDataset',
+            data_root=str(source),
+            ann_file=write(source, tmp_path, edit_all('bbox', [10, 10, 0, 5])),
+            data_prefix=dict(img='train/'),
+            metainfo=dict(classes=CLASSES),
+            filter_cfg=dict(filter_empty_gt=True, min_size=0),
+            pipeline=PIPELINE))
+    assert len(stock) == 4
+    assert all(not stock.get_data_info(i)['instances'] for i in range(4))
+
+
+def test_no_annotation_of_the_classes_names_the_unused_ones(source, tmp_path):
+    ann = write(source, tmp_path, edit_all('category_id', 3))
+    with pytest.raises(ValueError) as info:
+        build(source, ann, classes=('circle', 'rectangle'))
+    message = str(info.value)
+    assert 'annotations of categories not in metainfo.classes were not used' \
+        in message
+    assert 'Check that metainfo.classes names the categories' in message
