@@ -32,7 +32,8 @@ from torch import Tensor, nn
 from ..utils import (assemble_masks, clamp_box_size, mask_bce_per_instance,
                      masks_on_grid, to_output_frame, union_per_channel)
 from .centermask_fcos_head import CenterMaskFCOSHead
-from .centermask_point_head import resize_masks, set_mask_settings
+from .centermask_point_head import (binary_masks_of_size, resize_masks,
+                                    set_mask_settings)
 
 
 @MODELS.register_module()
@@ -353,11 +354,13 @@ class CenterMaskFCOSPointHead(CenterMaskFCOSHead):
         img_h, img_w = img_meta['img_shape'][:2]
         masks = masks[:, :img_h, :img_w]
         bboxes = results.bboxes
+        size = tuple(masks.shape[-2:])
         if rescale:
             bboxes = to_output_frame(bboxes, img_meta['scale_factor'])
-            masks = resize_masks(masks, tuple(img_meta['ori_shape'][:2]))
+            size = tuple(img_meta['ori_shape'][:2])
         return InstanceData(
             bboxes=bboxes,
             scores=results.scores,
             labels=results.labels,
-            masks=masks >= cfg.get('mask_thr_binary', 0.5))
+            masks=binary_masks_of_size(masks, size,
+                                       cfg.get('mask_thr_binary', 0.5)))

@@ -438,7 +438,9 @@ class CenterMaskPointHead(CenterNetHead):
         scores, indices, labels = scores[0][keep], indices[:, keep], labels[
             0][keep]
         cells_x, cells_y = cells_x[0][keep].long(), cells_y[0][keep].long()
-        wh = transpose_and_gather_feat(wh_pred, indices)[0]  # (K, 2)
+        # (K, 2); a negative predicted size (e.g. untrained weights) is an
+        # empty box, never one with x2 < x1
+        wh = transpose_and_gather_feat(wh_pred, indices)[0].clamp(min=0)
         offset = transpose_and_gather_feat(offset_pred, indices)[0]
         centres = torch.stack([cells_x, cells_y], dim=1) + offset
         boxes = torch.cat([centres - wh / 2, centres + wh / 2], dim=1)
@@ -462,14 +464,51 @@ class CenterMaskPointHead(CenterNetHead):
         if rescale:
             if 'scale_factor' in img_meta:
                 boxes = to_output_frame(boxes, img_meta['scale_factor'])
-            masks = resize_masks(masks, tuple(img_meta['ori_shape'][:2]))
+            size = tuple(img_meta['ori_shape'][:2])
+        else:
+            size = tuple(masks.shape[-2:])
         results = InstanceData()
         results.bboxes = boxes
         results.scores = scores
         results.labels = labels
-        results.masks = masks >= cfg.get('mask_thr_binary', 0.5)
+        results.masks = binary_masks_of_size(masks, size,
+                                             cfg.get('mask_thr_binary', 0.5))
         return results
 
+
+
+#: Float32 bytes of resized mask probabilities held at once while the masks
+#: of one image are resized to the original image and thresholded.
+RESIZE_CHUNK_BYTES = 2**28
+
+
+def binary_masks_of_size(masks: Tensor, size: Tuple[int, int],
+                         threshold: float) -> Tensor:
+    """Resize (N, h, w) mask probabilities to (N, *size) and threshold
+    them, a chunk of masks at a time.
+
+    The result is what ``resize_masks(masks, size) >= threshold`` gives,
+    but the float32 probabilities at ``size`` are held for at most
+    :data:`RESIZE_CHUNK_BYTES` (256 MB) at once: for a 6000 x 8000 photo
+    one resized mask is 192 MB, 100 of them 19 GB. Peak memory is the
+    (N, *size) bool result plus one chunk.
+
+    Args:
+        masks (Tensor): (N, h, w) probabilities; N may be 0.
+        size (tuple[int, int]): (H, W) of the result.
+        threshold (float): Probabilities ``>= threshold`` are foreground.
+
+    Returns:
+        Tensor: (N, H, W) bool.
+    """
+    height, width = size
+    binary = masks.new_zeros((len(masks), height, width), dtype=torch.bool)
+    per_chunk = max(1, RESIZE_CHUNK_BYTES // (4 * height * width))
+    for start in range(0, len(masks), per_chunk):
+        chunk = masks[start:start + per_chunk]
+        binary[start:start + len(chunk)] = resize_masks(chunk,
+                                                        size) >= threshold
+    return binary
 
 
 def resize_masks(masks: Tensor, size: Tuple[int, int]) -> Tensor:

@@ -252,6 +252,35 @@ def test_predict_rescales_to_the_original_image():
     assert not result.masks[0, :44].any()
 
 
+def test_negative_predicted_sizes_give_empty_not_inverted_boxes():
+    """Untrained weights can predict negative widths and heights: the boxes
+    stay valid (x1 <= x2, y1 <= y2; MMEngine's visualizer asserts it)."""
+    head = build_head(test_cfg=ConfigDict(TEST_CFG, topk=3))
+    meta = dict(batch_input_shape=(64, 64), img_shape=(64, 64),
+                ori_shape=(64, 64))
+    result = head.predict_by_feat(*peak_outputs(wh=(-3., 2.)), [meta])[0]
+    boxes = result.bboxes
+    assert (boxes[:, 2] >= boxes[:, 0]).all()
+    assert (boxes[:, 3] >= boxes[:, 1]).all()
+    assert boxes[0].tolist() == [32., 28., 32., 36.]
+
+
+def test_masks_resized_in_chunks_equal_one_resize(monkeypatch):
+    """The original-size masks are resized a few at a time (bounded float
+    memory) and equal the masks of one resize of them all."""
+    from mmcentermask.models.dense_heads import centermask_point_head
+    generator = torch.Generator().manual_seed(0)
+    masks = torch.rand(7, 20, 30, generator=generator)
+    size = (45, 70)
+    whole = centermask_point_head.resize_masks(masks, size) >= 0.5
+    monkeypatch.setattr(centermask_point_head, 'RESIZE_CHUNK_BYTES',
+                        3 * 4 * size[0] * size[1])
+    chunked = centermask_point_head.binary_masks_of_size(masks, size, 0.5)
+    assert chunked.dtype == torch.bool and torch.equal(chunked, whole)
+    assert centermask_point_head.binary_masks_of_size(
+        masks[:0], size, 0.5).shape == (0, 45, 70)
+
+
 def test_no_detections_give_empty_results():
     head = build_head(test_cfg=ConfigDict(TEST_CFG, score_thr=1.0))
     meta = dict(batch_input_shape=(64, 64), img_shape=(60, 64),
