@@ -8,20 +8,23 @@ table below and every target key must be filled, otherwise
 
 Part tables (source prefix -> target prefix, key function):
 
-=====================================  ===============  =========================================
-centermask2 prefix                     our prefix       key table
-=====================================  ===============  =========================================
-``backbone.bottom_up.`` (VoVNet)       ``backbone.``    :func:`~.key_tables.vovnet.centermask2_vovnet_key_to_mmdet`
-``backbone.bottom_up.`` (ResNet/X)     ``backbone.``    :func:`~.key_tables.resnet.centermask2_resnet_key_to_mmdet`
-``backbone.bottom_up.`` (MobileNetV2)  ``backbone.``    :func:`~.key_tables.mobilenet_v2.mobilenetv2_key_to_mmdet`
-``backbone.`` (FPN, P6/P7)             ``neck.``        :func:`~.key_tables.fpn.centermask2_fpn_key_to_mmdet`
-``proposal_generator.fcos_head.``      ``bbox_head.``   ``fcos_head_key_to_mmdet`` (FCOS head
-                                                        module); ``scales.{l}.scale`` (1, ) -> ()
-``roi_heads.mask_head.``,              ``roi_head.``    :func:`~.key_tables.mask_branch.centermask2_mask_branch_key_to_mmdet`
+=====================================  ====================  =========================================
+centermask2 prefix                     our prefix            key table
+=====================================  ====================  =========================================
+``backbone.bottom_up.`` (VoVNet)       ``backbone.``         :func:`~.key_tables.vovnet.centermask2_vovnet_key_to_mmdet`
+``backbone.bottom_up.`` (ResNet/X)     ``backbone.``         :func:`~.key_tables.resnet.centermask2_resnet_key_to_mmdet`
+``backbone.bottom_up.`` (MobileNetV2)  ``backbone.``         :func:`~.key_tables.mobilenet_v2.mobilenetv2_key_to_mmdet`
+``backbone.`` (FPN, P6/P7)             ``neck.``             :func:`~.key_tables.fpn.centermask2_fpn_key_to_mmdet`
+                                                             (P3-P5 inputs, or P2-P5 for Panoptic-CenterMask)
+``proposal_generator.fcos_head.``      ``bbox_head.``        ``fcos_head_key_to_mmdet`` (FCOS head
+                                                             module); ``scales.{l}.scale`` (1, ) -> ()
+``roi_heads.mask_head.``,              ``roi_head.``         :func:`~.key_tables.mask_branch.centermask2_mask_branch_key_to_mmdet`
 ``roi_heads.maskiou_head.``
-``pixel_mean``, ``pixel_std``          (dropped)        checked against the config's
-                                                        ``data_preprocessor`` mean / std first
-=====================================  ===============  =========================================
+``sem_seg_head.``                      ``semantic_head.``    :func:`~.key_tables.semantic_head.centermask2_semantic_head_key_to_mmdet`;
+(Panoptic-CenterMask)                                        predictor rows: "things" moved from first to last
+``pixel_mean``, ``pixel_std``          (dropped)             checked against the config's
+                                                             ``data_preprocessor`` mean / std first
+=====================================  ====================  =========================================
 
 The key tables live in :mod:`mmcentermask.converters.key_tables`.
 
@@ -49,10 +52,18 @@ from .key_tables.mobilenet_v2 import (MNV2_CONV2_REASON, MOBILENET_TYPES,
                                       mobilenetv2_conv2_fill,
                                       mobilenetv2_key_to_mmdet)
 from .key_tables.resnet import RESNET_TYPES, centermask2_resnet_key_to_mmdet
+from .key_tables.semantic_head import (PREDICTOR_KEYS,
+                                       centermask2_semantic_head_key_to_mmdet,
+                                       things_row_last)
 from .key_tables.vovnet import centermask2_vovnet_key_to_mmdet
 
 #: Backbone types with a key table.
 VOVNET_TYPES = ('VoVNet', )
+#: FPN level of the last backbone input (C5) in every centermask2 config.
+FPN_LAST_INPUT_LEVEL = 5
+#: source prefix of the semantic head of a Panoptic-CenterMask checkpoint
+SEMANTIC_SRC_PREFIX = 'sem_seg_head.'
+SEMANTIC_DST_PREFIX = 'semantic_head.'
 
 
 def reshape_to_target(key: str, value: Tensor, target: Optional[Tensor]) -> Tensor:
@@ -130,18 +141,68 @@ def centermask2_backbone_part(backbone_cfg: dict) -> Part:
     return Part('backbone', 'backbone.bottom_up.', 'backbone.', key_fn)
 
 
+def semantic_predictor_to_ours(key: str, value: Tensor,
+                               target: Optional[Tensor]) -> Tensor:
+    """The 1x1 predictor of the semantic head in our class layout (stuff
+    first, "things" last); the other tensors copy unchanged."""
+    if key[len(SEMANTIC_DST_PREFIX):] in PREDICTOR_KEYS:
+        return things_row_last(value)
+    return value
+
+
+def centermask2_semantic_part(first_level: int) -> Part:
+    """Part table of the ``sem_seg_head.`` keys (Panoptic-CenterMask)."""
+    return Part(
+        'semantic_head', SEMANTIC_SRC_PREFIX, SEMANTIC_DST_PREFIX,
+        lambda k: centermask2_semantic_head_key_to_mmdet(k, first_level),
+        semantic_predictor_to_ours)
+
+
 def centermask2_parts(cfg) -> List[Part]:
-    """The part tables of a centermask2 checkpoint for this config."""
+    """The part tables of a centermask2 checkpoint for this config: the
+    instance model, plus the semantic head when the config has one."""
     num_ins = len(cfg.model.neck['in_channels'])
-    return [
+    first_level = FPN_LAST_INPUT_LEVEL + 1 - num_ins
+    parts = [
         centermask2_backbone_part(cfg.model.backbone),
         Part('fpn', 'backbone.', 'neck.',
-             lambda k: centermask2_fpn_key_to_mmdet(k, num_ins=num_ins)),
+             lambda k: centermask2_fpn_key_to_mmdet(
+                 k, num_ins=num_ins, first_level=first_level)),
         Part('fcos', 'proposal_generator.fcos_head.', 'bbox_head.',
              fcos_head_key_to_mmdet, reshape_to_target),
         Part('mask_branch', 'roi_heads.', 'roi_head.',
              centermask2_mask_branch_key_to_mmdet),
     ]
+    semantic_cfg = cfg.model.get('semantic_head')
+    if semantic_cfg is not None:
+        parts.append(
+            centermask2_semantic_part(first_level +
+                                      semantic_cfg.get('start_level', 0)))
+    return parts
+
+
+def check_panoptic_match(source: Mapping[str, Tensor], cfg) -> None:
+    """A Panoptic-CenterMask checkpoint needs a panoptic config and the
+    other way round.
+
+    Raises:
+        ConversionError: Naming which of the two is panoptic and the fix.
+    """
+    source_panoptic = any(k.startswith(SEMANTIC_SRC_PREFIX) for k in source)
+    config_panoptic = cfg.model.get('semantic_head') is not None
+    if source_panoptic and not config_panoptic:
+        raise ConversionError(
+            'the checkpoint is a Panoptic-CenterMask (it has sem_seg_head.* '
+            f'keys) but the config builds {cfg.model.get("type")} without a '
+            'semantic head; convert it with a config of '
+            'configs/centermask-panoptic/.')
+    if config_panoptic and not source_panoptic:
+        raise ConversionError(
+            f'the config builds {cfg.model.get("type")} with a semantic head '
+            'but the checkpoint has no sem_seg_head.* keys (an instance-only '
+            'CenterMask checkpoint, or a partial file); convert it with a '
+            'config of configs/centermask/, or give the Panoptic-CenterMask '
+            'checkpoint.')
 
 
 def convert_centermask2(
@@ -170,8 +231,13 @@ def convert_centermask2(
     if target is None:
         target = target_state_dict(cfg)
     source = strip_module_prefix(source)
+    check_panoptic_match(source, cfg)
     result = Conversion(OrderedDict(), 'centermask2')
     result.dropped.extend(check_pixel_stats(source, cfg))
+    if cfg.model.get('semantic_head') is not None:
+        result.notes.append(
+            'semantic head predictor: detectron2 row 0 ("things") moved to '
+            'the last row (stuff classes first, as MMDetection)')
     return run_parts(
         source,
         centermask2_parts(cfg),

@@ -142,6 +142,27 @@ def dataset_classes(cfg, num_classes: Optional[int]) -> Optional[tuple]:
     return tuple(classes) if classes is not None else None
 
 
+def panoptic_dataset_meta(cfg) -> Optional[dict]:
+    """``meta.dataset_meta`` of a Panoptic-CenterMask config with COCO's 80
+    thing and 53 stuff classes and no class names of its own: MMDetection's
+    ``CocoPanopticDataset`` names (``classes``, ``thing_classes``,
+    ``stuff_classes``); None for any other config."""
+    model = cfg.model
+    try:
+        own_classes = cfg.test_dataloader.dataset.metainfo.classes
+    except (AttributeError, KeyError, TypeError):
+        own_classes = None
+    if own_classes is not None or (model.get('num_classes'),
+                                   model.get('num_stuff_classes')) != (80, 53):
+        return None
+    from mmdet.datasets import CocoPanopticDataset
+    meta = CocoPanopticDataset.METAINFO
+    return {
+        key: tuple(meta[key])
+        for key in ('classes', 'thing_classes', 'stuff_classes')
+    }
+
+
 def save_mmengine_checkpoint(result: Conversion,
                              dst: str,
                              config,
@@ -162,7 +183,9 @@ def save_mmengine_checkpoint(result: Conversion,
         added=[k for k, r in result.added if r != NUM_BATCHES_TRACKED_REASON],
         notes=list(result.notes))
     classes = dataset_classes(cfg, num_classes)
-    if classes is not None:
+    if panoptic_dataset_meta(cfg) is not None:
+        meta['dataset_meta'] = panoptic_dataset_meta(cfg)
+    elif classes is not None:
         meta['dataset_meta'] = dict(classes=classes)
     try:
         from mmcentermask.version import __version__

@@ -1,5 +1,6 @@
-"""Convert a centermask2 (detectron2) CenterMask checkpoint to an MMEngine
-checkpoint of mmcentermask's ``CenterMask``.
+"""Convert a centermask2 (detectron2) CenterMask or Panoptic-CenterMask
+checkpoint to an MMEngine checkpoint of mmcentermask's ``CenterMask`` /
+``PanopticCenterMask``.
 
 Example::
 
@@ -9,6 +10,14 @@ Example::
     python tools/test.py \\
         configs/centermask/centermask_vovnet-v2-39_fpn_ms-3x_coco.py \\
         centermask_v39_c2.pth
+    python tools/model_converters/centermask2_to_mmdet.py \\
+        panoptic-centermask2-V-39-eSE-FPN-ms-3x.pth panoptic_v39_c2.pth \\
+        --config configs/centermask-panoptic/panoptic-centermask_vovnet-v2-39_fpn_ms-3x_coco.py
+
+A Panoptic-CenterMask checkpoint (with ``sem_seg_head.*`` keys) needs a
+config of ``configs/centermask-panoptic/`` and an instance checkpoint one of
+``configs/centermask/``; the other pairing stops with that message. The
+semantic predictor's rows are reordered to ours ("things" last).
 
 SRC: ``.pth`` (with or without a ``model`` entry) or ``.pkl`` of numpy
 arrays. The target key set is the model of CONFIG: a source key no table
