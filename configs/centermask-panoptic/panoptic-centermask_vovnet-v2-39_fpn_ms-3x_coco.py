@@ -34,15 +34,16 @@ model = dict(
         panoptic=dict(score_thr=0.5, mask_overlap=0.5,
                       stuff_area_limit=4096)))
 
-# Data: COCO panoptic through MMDetection's CocoPanopticDataset, LoadPanopticAnnotations and
-# CocoPanopticMetric (the last two import panopticapi); the base's resizing (PIL bilinear,
+# Data: COCO panoptic through MMDetection's CocoPanopticDataset, with mmcentermask's
+# LoadCocoPanopticAnnotations and CocoPanopticQualityMetric (MMDetection's LoadPanopticAnnotations
+# and CocoPanopticMetric, without their panopticapi import); the base's resizing (PIL bilinear,
 # short side 640-800 choice; the semantic GT is resized nearest).
 dataset_type = 'CocoPanopticDataset'
 data_root = 'data/coco/'
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
     dict(
-        type='LoadPanopticAnnotations',
+        type='LoadCocoPanopticAnnotations',
         with_bbox=True,
         with_mask=True,
         with_seg=True,
@@ -63,7 +64,7 @@ test_pipeline = [
         keep_ratio=True,
         backend='pillow'),
     dict(
-        type='LoadPanopticAnnotations',
+        type='LoadCocoPanopticAnnotations',
         backend_args={{_base_.backend_args}}),
     dict(
         type='PackDetInputs',
@@ -94,7 +95,7 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 val_evaluator = dict(
     _delete_=True,
-    type='CocoPanopticMetric',
+    type='CocoPanopticQualityMetric',
     ann_file=data_root + 'annotations/panoptic_val2017.json',
     seg_prefix=data_root + 'annotations/panoptic_val2017/',
     backend_args={{_base_.backend_args}})

@@ -1,7 +1,10 @@
 from .checked_coco import CheckedCocoDataset
-from .shapes import CLASSES, make_image, make_split
+from .shapes import (CLASSES, STUFF_CLASSES, make_image, make_panoptic_image,
+                     make_panoptic_split, make_split)
 from .transforms import *  # noqa: F401,F403
 from .transforms import __all__ as _transforms_all
 
-__all__ = ['CLASSES', 'CheckedCocoDataset', 'make_image', 'make_split'
-           ] + _transforms_all
+__all__ = [
+    'CLASSES', 'CheckedCocoDataset', 'make_image', 'make_split',
+    'STUFF_CLASSES', 'make_panoptic_image', 'make_panoptic_split'
+] + _transforms_all

@@ -47,10 +47,11 @@ def test_detectron2_panoptic_settings():
     assert model.data_preprocessor.seg_pad_value == 255
     for loader in (cfg.train_dataloader, cfg.test_dataloader):
         assert loader.dataset.type == 'CocoPanopticDataset'
-    assert cfg.test_evaluator.type == 'CocoPanopticMetric'
+    assert cfg.test_evaluator.type == 'CocoPanopticQualityMetric'
     steps = [t['type'] for t in cfg.train_dataloader.dataset.pipeline]
     assert steps == [
-        'LoadImageFromFile', 'LoadPanopticAnnotations', 'RandomChoiceResize',
+        'LoadImageFromFile', 'LoadCocoPanopticAnnotations',
+        'RandomChoiceResize',
         'RandomFlip', 'PackDetInputs'
     ]
 
@@ -68,7 +69,9 @@ def test_config_trains_and_predicts(path):
     cfg = load_config(path)
     model = build_model(cfg.model)
     data = panoptic_batch(
-        model, [1, 2], num_things=80, num_stuff=cfg.model.num_stuff_classes)
+        model, [1, 2],
+        num_things=cfg.model.num_classes,
+        num_stuff=cfg.model.num_stuff_classes)
     model.train()
     losses = model.loss(data['inputs'], data['data_samples'])
     assert 'loss_seg' in losses

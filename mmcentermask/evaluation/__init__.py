@@ -1,0 +1,3 @@
+"""Evaluation without panopticapi: panoptic quality and its metric."""
+from .functional import *  # noqa: F401,F403
+from .metrics import *  # noqa: F401,F403

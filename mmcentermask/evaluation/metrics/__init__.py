@@ -1,0 +1,3 @@
+from .coco_panoptic_quality_metric import CocoPanopticQualityMetric
+
+__all__ = ['CocoPanopticQualityMetric']
