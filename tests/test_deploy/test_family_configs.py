@@ -100,9 +100,13 @@ def test_config_exports_with_pytorch_results(path, tmp_path):
     with torch.no_grad():
         model.bbox_head.conv_cls.weight.normal_(0, 0.2, generator=generator)
         model.bbox_head.conv_cls.bias.fill_(-1.)
-        # distances of about one stride: no box near zero width, where a
+        # Distances of one stride +- 2%: no box near zero width, where a
         # ReLU'd 0 in one runtime and 1e-4 in the other is a knife edge
-        # (that case is tested on its own: test_export_parity.py)
+        # (that case is tested on its own: test_export_parity.py), and
+        # regression weights small enough that the float32 noise of a deep
+        # random backbone stays far below RANDOM_WEIGHTS_BOX_ATOL (V-99 with
+        # the default N(0, 0.01) weights: 1.02e-2 px with AVX2 kernels).
+        model.bbox_head.conv_reg.weight.normal_(0, 1e-3, generator=generator)
         model.bbox_head.conv_reg.bias.fill_(1.)
     image, data_sample = sample(2, size=64)
     data = model.data_preprocessor(
