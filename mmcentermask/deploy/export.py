@@ -86,12 +86,20 @@ def check_exportable(detector: nn.Module) -> None:
         TypeError: Not a :class:`CenterMask` with a
             :class:`CenterMaskFCOSHead` and an
             :class:`AdaptiveLevelRoIExtractor`.
-        NotImplementedError: Deformable convolutions (DCN configs), max
-            RoI pooling, or an NMS other than ``type='nms'``.
+        NotImplementedError: A panoptic detector, deformable convolutions
+            (DCN configs), max RoI pooling, or an NMS other than
+            ``type='nms'``.
     """
     if not isinstance(detector, CenterMask):
         raise TypeError('only CenterMask detectors can be exported, got '
                         f'{type(detector).__name__}')
+    if hasattr(detector, 'semantic_head'):
+        raise NotImplementedError(
+            f'{type(detector).__name__} (a panoptic config) does not export: '
+            'the graph holds the instance outputs only and would drop the '
+            'semantic and panoptic results. Export the instance config of '
+            'the same backbone (e.g. centermask_vovnet-v2-39_fpn_ms-3x_coco.py)'
+            ' or run the panoptic model in PyTorch.')
     for name, module in detector.named_modules():
         if isinstance(module, DEFORMABLE_CONVS):
             raise NotImplementedError(

@@ -6,8 +6,8 @@ a fresh ``mmap`` and returns it with ``munmap`` on free. A float32 feature
 map of CenterMask V2-39 at 800x1216 is 31-190 MiB, so each image maps its
 big tensors anew and the kernel zero-fills every page the first time it is
 written: about 200,000 page faults and 0.3-0.5 s of kernel time per image on
-2 CPU threads (measured 2026-12-02, README: Inference path). Smaller
-tensors live on the heap, whose top glibc gives back (trims) once 2x the
+2 CPU threads (measured 2026-12-02, docs/benchmarks.md: "What the speed
+comes from"). Smaller tensors live on the heap, whose top glibc gives back (trims) once 2x the
 mmap threshold is free.
 
 :func:`reuse_cpu_memory` turns both off with ``mallopt``: allocations come

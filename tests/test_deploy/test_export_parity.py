@@ -242,6 +242,15 @@ def test_dcn_config_is_refused_naming_the_op():
         check_exportable(model)
 
 
+def test_panoptic_model_is_refused_naming_what_it_would_drop():
+    from mmdet.registry import MODELS
+    from panoptic_utils import tiny_panoptic_cfg
+    model = MODELS.build(tiny_panoptic_cfg())
+    with pytest.raises(NotImplementedError,
+                       match='PanopticCenterMask .* would drop the semantic'):
+        check_exportable(model)
+
+
 def test_opset_below_16_is_refused(tmp_path):
     cfg = tiny_config()
     with pytest.raises(ValueError, match='opset >= 16'):

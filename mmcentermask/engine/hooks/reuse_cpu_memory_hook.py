@@ -14,11 +14,11 @@ class ReuseCPUMemoryHook(Hook):
     feature maps of each image or batch then reuse the pages of the last
     one instead of page-faulting fresh ones.
 
-    Measured on 2 CPU threads (README, Inference path): CenterMask V2-39 at
-    800x1216 lost about 200,000 page faults and 9-13% of its inference time
-    per image, CenterMask-Lite at 600x900 20%; the shapes quick start's
-    training step about 1% (its tensors are below glibc's 32 MiB mmap
-    threshold, so glibc already kept most of them). Outputs are bitwise
+    Measured on 2 CPU threads (docs/benchmarks.md, "What the speed comes
+    from"): CenterMask V2-39 at 800x1216 lost about 200,000 page faults and
+    9-13% of its inference time per image, CenterMask-Lite at 600x900 20%;
+    the shapes quick start's training step about 1% (its tensors are below
+    glibc's 32 MiB mmap threshold, so glibc already kept most of them). Outputs are bitwise
     the same. The process keeps its peak memory after the first iteration.
     Does nothing for a model on a GPU or with a C library other than glibc.
     """

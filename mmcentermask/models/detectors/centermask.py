@@ -57,7 +57,7 @@ class CenterMask(SingleStageDetector):
             layout) or ``'cpu'`` (NHWC when the input is on the CPU, NCHW
             on a GPU, where it is not measured yet). On the CPU (oneDNN) we
             measured 4-25% faster training steps and 12-19% faster
-            inference (README, Benchmarks); results equal up to float32
+            inference (docs/benchmarks.md); results equal up to float32
             summation order. mmcv ops that need NCHW input (RoIAlign,
             deformable convs) get contiguous copies; SparseRoIAlign reads
             channels-last maps as they are. Defaults to ``'cpu'``.

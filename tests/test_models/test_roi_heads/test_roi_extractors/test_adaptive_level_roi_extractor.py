@@ -135,7 +135,7 @@ def test_registered_roi_layer_matches_mmcv_op():
         rois, torch.full((3, ), 128. * 128)).tolist() == [0, 2, 1]
     out = sparse(feats, rois, batch_img_metas=metas)
     assert out.is_contiguous(memory_format=torch.channels_last)
-    # mmcv's kernel needs NCHW maps (README, Known limits)
+    # mmcv's kernel needs NCHW maps (README.md, Known limits)
     nchw = tuple(feat.contiguous() for feat in feats)
     torch.testing.assert_close(
         out,
