@@ -5,7 +5,9 @@
         [--backend pytorch|onnxruntime]
 
 Uses MMDetection's ``DetInferencer`` (masks, boxes, class names and scores
-drawn by ``DetLocalVisualizer``); pictures go to ``OUT_DIR/vis/``.
+drawn by ``DetLocalVisualizer``, built by
+:func:`mmcentermask.apis.init_inferencer`); pictures go to ``OUT_DIR/vis/``,
+the predictions (boxes, labels, scores, RLE masks) to ``OUT_DIR/preds/``.
 
 A folder is processed file by file: every file that decodes as an image is
 drawn, whatever its extension's case; the others are listed on stderr with the
@@ -15,8 +17,8 @@ inputs) were written, or when a single input file is not a readable image.
 
 With ``--backend onnxruntime`` CHECKPOINT is a model exported by
 ``tools/deployment/pytorch2onnx.py``, run by
-:class:`mmcentermask.deploy.ONNXRuntimeCenterMask` and drawn by the same
-visualizer.
+:class:`mmcentermask.deploy.ONNXRuntimeCenterMask` inside the same inferencer
+(:class:`mmcentermask.apis.ort_det_inferencer.ONNXRuntimeDetInferencer`).
 """
 import argparse
 import os
@@ -28,7 +30,7 @@ import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 import mmcentermask  # noqa: E402,F401
-from mmcentermask.utils.cpu_memory import reuse_cpu_memory  # noqa: E402
+from mmcentermask.apis import BACKENDS, init_inferencer  # noqa: E402
 from mmcentermask.utils.image_check import unreadable_reason  # noqa: E402
 
 VIDEO_EXTS = ('.mp4', '.avi', '.mov', '.mkv', '.webm')
@@ -42,14 +44,14 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('input', help='image file, folder or video file')
     parser.add_argument('config', help='model config file')
-    parser.add_argument('checkpoint',
-                        help='checkpoint file (.onnx file for onnxruntime)')
+    parser.add_argument(
+        'checkpoint', help='checkpoint file (.onnx file for onnxruntime)')
     parser.add_argument('--out-dir', default='outputs/demo')
     parser.add_argument(
         '--score-thr',
         type=float,
         default=0.3,
-        help='draw detections with a score at least this')
+        help='draw detections with a score above this')
     parser.add_argument('--device', default='cpu')
     parser.add_argument(
         '--frame-step',
@@ -58,7 +60,7 @@ def parse_args() -> argparse.Namespace:
         help='for videos: draw every N-th frame')
     parser.add_argument(
         '--backend',
-        choices=('pytorch', 'onnxruntime'),
+        choices=BACKENDS,
         default='pytorch',
         help='run the PyTorch checkpoint or an exported .onnx model')
     return parser.parse_args()
@@ -105,37 +107,6 @@ def load_video(path: str, frame_step: int) -> List[np.ndarray]:
     return frames
 
 
-def onnxruntime_demo(args: argparse.Namespace,
-                     inputs: Union[List[str], List[np.ndarray]],
-                     vis_dir: str) -> None:
-    """Draw the predictions of an exported model run by ONNX Runtime into
-    ``vis_dir`` (file names as ``DetInferencer`` gives them)."""
-    import mmcv
-    from mmdet.registry import DATASETS, VISUALIZERS
-
-    from mmcentermask.deploy import ONNXRuntimeCenterMask
-    runner = ONNXRuntimeCenterMask(args.config, args.checkpoint)
-    dataset_cfg = runner.cfg.test_dataloader.dataset
-    metainfo = dict(DATASETS.get(dataset_cfg.type).METAINFO)
-    metainfo.update(dataset_cfg.get('metainfo') or {})
-    visualizer = VISUALIZERS.build(
-        dict(runner.cfg.visualizer, name='onnxruntime_demo'))
-    visualizer.dataset_meta = metainfo
-    for i, image in enumerate(inputs):
-        name = osp.basename(image) if isinstance(image, str) \
-            else f'{i:08d}.jpg'
-        sample = runner.infer([image])[0]
-        rgb = (mmcv.imread(image, channel_order='rgb')
-               if isinstance(image, str) else image[..., ::-1])
-        visualizer.add_datasample(
-            name,
-            rgb,
-            sample,
-            draw_gt=False,
-            pred_score_thr=args.score_thr,
-            out_file=osp.join(vis_dir, name))
-
-
 def main() -> int:
     args = parse_args()
     if not osp.exists(args.input):
@@ -161,22 +132,17 @@ def main() -> int:
     os.makedirs(args.out_dir, exist_ok=True)
     vis_dir = osp.join(args.out_dir, 'vis')
     before = set(os.listdir(vis_dir)) if osp.isdir(vis_dir) else set()
-    if args.backend == 'onnxruntime':
-        onnxruntime_demo(args, inputs, vis_dir)
-    else:
-        from mmdet.apis import DetInferencer
-        if args.device == 'cpu':  # as ReuseCPUMemoryHook does in the runner
-            reuse_cpu_memory()
-        inferencer = DetInferencer(
-            model=args.config,
-            weights=args.checkpoint,
-            device=args.device,
-            show_progress=True)
-        inferencer(
-            inputs,
-            out_dir=args.out_dir,
-            pred_score_thr=args.score_thr,
-            no_save_pred=False)
+    inferencer = init_inferencer(
+        args.config,
+        args.checkpoint,
+        device=args.device,
+        backend=args.backend,
+        show_progress=True)
+    inferencer(
+        inputs,
+        out_dir=args.out_dir,
+        pred_score_thr=args.score_thr,
+        no_save_pred=False)
     if expected is None:  # video frames: the inferencer names them
         written = sorted(set(os.listdir(vis_dir)) -
                          before) if osp.isdir(vis_dir) else []
