@@ -24,6 +24,7 @@ from .version import __version__  # noqa: E402
 register_local_checkpoint_loader()
 patch_cpu_distributed()
 
-from . import datasets, engine, evaluation, models  # noqa: E402,F401
+from . import (datasets, engine, evaluation, models,  # noqa: E402,F401
+               visualization)
 
 __all__ = ['__version__']

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import numpy as np
 from mmdet.apis import DetInferencer
 from mmdet.structures import DetDataSample
+from mmengine.config import Config
 
 from ..utils.cpu_memory import reuse_cpu_memory
 
@@ -23,6 +24,16 @@ def backend_of(checkpoint: str) -> str:
     ``'pytorch'``."""
     return ('onnxruntime'
             if checkpoint.lower().endswith('.onnx') else 'pytorch')
+
+
+def with_bounded_drawing(cfg: Config) -> Config:
+    """``cfg`` drawing through :class:`BoundedDetLocalVisualizer` (large
+    pictures drawn downscaled) where it names MMDetection's
+    ``DetLocalVisualizer``."""
+    if cfg.get('visualizer', {}).get('type') in ('DetLocalVisualizer',
+                                                 'mmdet.DetLocalVisualizer'):
+        cfg.visualizer.type = 'BoundedDetLocalVisualizer'
+    return cfg
 
 
 def init_inferencer(config: str,
@@ -43,7 +54,9 @@ def init_inferencer(config: str,
             Defaults to False.
 
     Returns:
-        DetInferencer: Model, test pipeline and visualizer.
+        DetInferencer: Model, test pipeline and visualizer (pictures
+        larger than 3840 x 2160 are drawn downscaled:
+        :class:`~mmcentermask.visualization.BoundedDetLocalVisualizer`).
 
     Raises:
         FileNotFoundError: ``config`` or ``checkpoint`` does not exist.
@@ -55,6 +68,7 @@ def init_inferencer(config: str,
     for what, path in (('config', config), ('checkpoint', checkpoint)):
         if not osp.isfile(path):
             raise FileNotFoundError(f'{what} file {path} does not exist')
+    config = with_bounded_drawing(Config.fromfile(config))
     if backend == 'pytorch':
         if device == 'cpu':  # as ReuseCPUMemoryHook does in the runner
             reuse_cpu_memory()

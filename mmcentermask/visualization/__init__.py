@@ -1,0 +1,3 @@
+from .bounded_det_local_visualizer import BoundedDetLocalVisualizer
+
+__all__ = ['BoundedDetLocalVisualizer']
