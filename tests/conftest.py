@@ -1,9 +1,11 @@
 """Shared fixtures: a tiny deterministic COCO-format shapes dataset; the
 ``numerics`` marker of the tests that CI runs a second time with other CPU
 kernels."""
+import logging
 import os.path as osp
 
 import pytest
+from mmengine.logging import MMLogger
 
 from mmcentermask.datasets import make_split
 
@@ -37,3 +39,21 @@ def tiny_coco(tmp_path_factory):
     make_split(str(root), 'val', 3, seed=2, size_range=(64, 96),
                max_shapes=3, empty_every=3)
     return root
+
+
+@pytest.fixture
+def warnings_log():
+    """The messages of the warnings MMEngine's current logger emits while
+    the test runs (a list filled as they come)."""
+    records = []
+
+    class Keep(logging.Handler):
+
+        def emit(self, record):
+            records.append(record.getMessage())
+
+    logger = MMLogger.get_current_instance()
+    handler = Keep(level=logging.WARNING)
+    logger.addHandler(handler)
+    yield records
+    logger.removeHandler(handler)

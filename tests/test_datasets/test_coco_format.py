@@ -2,13 +2,11 @@
 problems stop loading with one error naming the entries, the field and the
 value; problems of one annotation drop it with a counted, named warning."""
 import json
-import logging
 
 import numpy as np
 import pytest
 from mmdet.registry import DATASETS
 from mmdet.utils import register_all_modules
-from mmengine.logging import MMLogger
 from pycocotools import mask as mask_utils
 
 import mmcentermask  # noqa: F401
@@ -70,22 +68,6 @@ def build(tmp_path, edit, **kwargs):
             filter_cfg=None,
             pipeline=PIPELINE,
             **kwargs))
-
-
-@pytest.fixture
-def warnings_log():
-    records = []
-
-    class Keep(logging.Handler):
-
-        def emit(self, record):
-            records.append(record.getMessage())
-
-    logger = MMLogger.get_current_instance()
-    handler = Keep(level=logging.WARNING)
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
 
 
 def image(data, index=0):

@@ -5,14 +5,12 @@ and unreadable image files are named. Every field of the format:
 tests/test_datasets/test_coco_format.py; image sizes and EXIF orientation:
 test_image_sizes.py."""
 import json
-import logging
 import shutil
 
 import numpy as np
 import pytest
 from mmdet.registry import DATASETS, MODELS
 from mmdet.utils import register_all_modules
-from mmengine.logging import MMLogger
 from pycocotools import mask as mask_utils
 
 import mmcentermask  # noqa: F401
@@ -65,22 +63,6 @@ def build(root, ann_file, classes=CLASSES, pipeline=PIPELINE, **kwargs):
             metainfo=dict(classes=classes),
             pipeline=pipeline,
             **kwargs))
-
-
-@pytest.fixture
-def warnings_log():
-    records = []
-
-    class Keep(logging.Handler):
-
-        def emit(self, record):
-            records.append(record.getMessage())
-
-    logger = MMLogger.get_current_instance()
-    handler = Keep(level=logging.WARNING)
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
 
 
 def test_clean_file_loads_without_warnings(source, tmp_path, warnings_log):

@@ -2,13 +2,11 @@
 size the pipeline's LoadImageFromFile loads each image at; a photo stored
 sideways with an EXIF orientation tag is the usual culprit."""
 import json
-import logging
 
 import numpy as np
 import pytest
 from mmdet.registry import DATASETS
 from mmdet.utils import register_all_modules
-from mmengine.logging import MMLogger
 from PIL import Image
 
 import mmcentermask  # noqa: F401
@@ -186,22 +184,6 @@ def test_each_loaded_sample_is_checked_without_the_header_check(tmp_path):
             'applies its EXIF orientation 6') in message
     assert "color_type='color_ignore_orientation'" in message
     dataset[1 - index]  # the PNG loads at its size
-
-
-@pytest.fixture
-def warnings_log():
-    records = []
-
-    class Keep(logging.Handler):
-
-        def emit(self, record):
-            records.append(record.getMessage())
-
-    logger = MMLogger.get_current_instance()
-    handler = Keep(level=logging.WARNING)
-    logger.addHandler(handler)
-    yield records
-    logger.removeHandler(handler)
 
 
 def test_a_tag_the_size_cannot_confirm_is_a_warning(tmp_path, warnings_log):
