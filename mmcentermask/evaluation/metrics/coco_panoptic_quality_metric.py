@@ -1,5 +1,6 @@
 """PQ / SQ / RQ on COCO panoptic data without panopticapi."""
 import os.path as osp
+from collections import Counter
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import mmcv
@@ -32,6 +33,11 @@ class CocoPanopticQualityMetric(BaseMetric):
     ``ann_file`` it comes from each data sample's ``segments_info`` and
     ``seg_map_path`` (add both to ``PackDetInputs``' ``meta_keys``).
 
+    With ``ann_file``, a category that segments of the file use but the
+    dataset's classes lack (or that the file's ``categories`` list lacks)
+    is an error naming it, raised when the dataset's meta is set: its
+    segments would otherwise drop out of PQ unnoticed.
+
     Args:
         ann_file (str, optional): COCO panoptic JSON of the split.
         seg_prefix (str, optional): Folder of its panoptic PNGs; needed with
@@ -57,6 +63,7 @@ class CocoPanopticQualityMetric(BaseMetric):
         self.ann_file = ann_file
         self.gt_annotations: Optional[Dict[int, dict]] = None
         self.json_categories: Optional[Dict[int, dict]] = None
+        self.segment_counts: Dict[int, int] = {}
         if ann_file:
             if seg_prefix is None:
                 raise ValueError(
@@ -74,6 +81,26 @@ class CocoPanopticQualityMetric(BaseMetric):
                                'panoptic file (panoptic_*.json)?')
         self.gt_annotations = {a['image_id']: a for a in coco['annotations']}
         self.json_categories = {c['id']: c for c in coco['categories']}
+        self.segment_counts = Counter(
+            segment['category_id'] for annotation in coco['annotations']
+            for segment in annotation.get('segments_info', []))
+        undeclared = sorted(
+            set(self.segment_counts) - set(self.json_categories))
+        if undeclared:
+            raise ValueError(
+                f'{ann_file}: segments use category ids {undeclared}, which '
+                'are not in its "categories" list '
+                f'({sorted(self.json_categories)}); add those categories to '
+                'the file (id, name, isthing) or fix the segments.')
+
+    @BaseMetric.dataset_meta.setter
+    def dataset_meta(self, dataset_meta: dict) -> None:
+        """Set the dataset's meta; with ``ann_file`` its classes are checked
+        against the file's categories at once, before any image is scored.
+        """
+        self._dataset_meta = dataset_meta
+        if self.json_categories is not None:
+            self.categories()
 
     def categories(self) -> Tuple[Dict[int, dict], Dict[int, int]]:
         """Categories keyed by the ids the ground truth uses, in class order,
@@ -94,11 +121,35 @@ class CocoPanopticQualityMetric(BaseMetric):
                 f'{self.ann_file}: classes {unknown} of the dataset are not '
                 f'categories of the file ({sorted(by_name)}); make the '
                 "config's metainfo classes the file's category names.")
+        self._check_no_unknown_classes(classes)
         categories = {by_name[name]['id']: by_name[name] for name in classes}
         return categories, {
             label: by_name[name]['id']
             for label, name in enumerate(classes)
         }
+
+    def _check_no_unknown_classes(self, classes: Sequence[str]) -> None:
+        """Every category that segments of the file use must be a class:
+        the segments of another would be left out of PQ unnoticed."""
+        unknown = [
+            category for category_id, category in self.json_categories.items()
+            if self.segment_counts.get(category_id) and (
+                category['name'] not in classes)
+        ]
+        if not unknown:
+            return
+        described = ', '.join(f'{c["id"]} "{c["name"]}" '
+                              f'({"thing" if c.get("isthing") else "stuff"}, '
+                              f'{self.segment_counts[c["id"]]} segments)'
+                              for c in unknown)
+        raise ValueError(
+            f'{self.ann_file}: categories {described} are not classes of the '
+            f'dataset ({list(classes)}). Add each stuff category to the '
+            "config's metainfo stuff_classes (and classes) and set the "
+            "model's num_stuff_classes to len(stuff_classes); add each "
+            'thing category to thing_classes (and classes) and to the '
+            "instance heads' num_classes. Or remove its segments from the "
+            'file (set their pixels to 0, VOID).')
 
     def ground_truth(self,
                      data_sample: dict) -> Tuple[np.ndarray, List[dict], str]:
