@@ -6,7 +6,7 @@
 # Installs, in a virtualenv (created if missing, reused otherwise):
 #   torch==2.13.0 (CPU build, never a CUDA build), setuptools>=77,<82, wheel, ninja,
 #   mmcv==2.1.0 with its compiled ops, mmengine==0.10.7, mmdet==3.3.0, pycocotools,
-#   and mmcentermask itself (editable, with its test extra: pytest, onnx, onnxruntime, onnxsim).
+#   and mmcentermask itself (editable, with its test extra: pytest, onnx, onnxruntime, onnxsim, hotcoco).
 # mmcv has no wheel on PyPI: it is built from source once (about 35 min on 2 cores) and the
 # wheel is cached in the build cache (default ~/.cache/mmcentermask/wheels, or $MMCM_WHEEL_CACHE),
 # so the next run takes about a minute. Extra read-only wheelhouses given with --wheelhouse
