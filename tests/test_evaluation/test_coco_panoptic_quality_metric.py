@@ -9,7 +9,7 @@ import pytest
 import torch
 from mmdet.evaluation.functional import INSTANCE_OFFSET
 
-from mmcentermask.datasets import CLASSES, STUFF_CLASSES, make_panoptic_split
+from mmcentermask.datasets import CLASSES, STUFF_CLASSES
 from mmcentermask.evaluation import CocoPanopticQualityMetric
 from mmcentermask.evaluation.functional import rgb2id
 
@@ -18,20 +18,6 @@ META = dict(
     thing_classes=CLASSES,
     stuff_classes=STUFF_CLASSES)
 NUM_CLASSES = len(META['classes'])
-
-
-@pytest.fixture(scope='module')
-def root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('panoptic_metric')
-    make_panoptic_split(
-        str(root),
-        'val',
-        3,
-        seed=5,
-        size_range=(48, 64),
-        max_shapes=3,
-        empty_every=0)
-    return root
 
 
 def samples(root, drop_thing=False):

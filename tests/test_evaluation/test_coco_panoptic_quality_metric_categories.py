@@ -6,22 +6,8 @@ import json
 
 import pytest
 
-from mmcentermask.datasets import CLASSES, STUFF_CLASSES, make_panoptic_split
+from mmcentermask.datasets import CLASSES, STUFF_CLASSES
 from mmcentermask.evaluation import CocoPanopticQualityMetric
-
-
-@pytest.fixture(scope='module')
-def root(tmp_path_factory):
-    root = tmp_path_factory.mktemp('panoptic_categories')
-    make_panoptic_split(
-        str(root),
-        'val',
-        3,
-        seed=5,
-        size_range=(48, 64),
-        max_shapes=3,
-        empty_every=0)
-    return root
 
 
 def metric_of(ann_file) -> CocoPanopticQualityMetric:
