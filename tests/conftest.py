@@ -7,9 +7,10 @@ import os.path as osp
 import pytest
 from mmengine.logging import MMLogger
 
-from mmcentermask.datasets import make_split
+from repo_paths import REPO_ROOT
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+from mmcentermask.datasets import make_panoptic_split, make_split
+
 #: Tests whose results rest on float32 arithmetic compared across code
 #: paths, runtimes or precisions (golden fidelity, ONNX parity, mixed
 #: precision, the CPU-kernel check): ``-m numerics`` selects them.
@@ -38,6 +39,22 @@ def tiny_coco(tmp_path_factory):
                max_shapes=3, empty_every=4)
     make_split(str(root), 'val', 3, seed=2, size_range=(64, 96),
                max_shapes=3, empty_every=3)
+    return root
+
+
+@pytest.fixture(scope='module')
+def panoptic_val_root(tmp_path_factory):
+    """A 3-image panoptic shapes val split (48-64 px, every image with
+    objects) written once per test module."""
+    root = tmp_path_factory.mktemp('panoptic_val')
+    make_panoptic_split(
+        str(root),
+        'val',
+        3,
+        seed=5,
+        size_range=(48, 64),
+        max_shapes=3,
+        empty_every=0)
     return root
 
 

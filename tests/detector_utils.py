@@ -11,7 +11,7 @@ from mmdet.utils import register_all_modules
 from mmengine.config import Config
 from mmengine.structures import InstanceData
 
-from conftest import REPO_ROOT
+from repo_paths import REPO_ROOT
 from mmcentermask.datasets import make_image
 
 CONFIG = osp.join(

@@ -66,8 +66,8 @@ def from_json(root, **kwargs):
         **kwargs)
 
 
-def test_ground_truth_scores_100(root):
-    result = evaluate(from_json(root, classwise=True), samples(root))
+def test_ground_truth_scores_100(panoptic_val_root):
+    result = evaluate(from_json(panoptic_val_root, classwise=True), samples(panoptic_val_root))
     assert set(result) == {
         f'coco_panoptic/{k}{s}'
         for k in ('PQ', 'SQ', 'RQ')
@@ -76,8 +76,8 @@ def test_ground_truth_scores_100(root):
     assert all(v == pytest.approx(100.0) for v in result.values())
 
 
-def test_missed_thing(root):
-    data = samples(root)
+def test_missed_thing(panoptic_val_root):
+    data = samples(panoptic_val_root)
     first = data[0]['pred_panoptic_seg']['sem_seg']
     dropped = int(first[first >= INSTANCE_OFFSET].min()) % INSTANCE_OFFSET
     counts = {}  # ground-truth segments per thing label
@@ -90,8 +90,8 @@ def test_missed_thing(root):
     # the other thing classes and the 3 stuff classes stay at 1.
     tp = counts[dropped] - 1
     rq = [tp / (tp + 0.5) if label == dropped else 1.0 for label in counts]
-    for metric in (from_json(root), CocoPanopticQualityMetric()):
-        result = evaluate(metric, samples(root, drop_thing=True))
+    for metric in (from_json(panoptic_val_root), CocoPanopticQualityMetric()):
+        result = evaluate(metric, samples(panoptic_val_root, drop_thing=True))
         assert result['coco_panoptic/SQ_th'] == pytest.approx(100.0)
         assert result['coco_panoptic/PQ_st'] == pytest.approx(100.0)
         assert result['coco_panoptic/PQ_th'] == pytest.approx(100 * sum(rq) /
@@ -100,24 +100,24 @@ def test_missed_thing(root):
             100 * (sum(rq) + 3) / (len(rq) + 3))
 
 
-def test_bad_inputs_are_named(root, tmp_path):
+def test_bad_inputs_are_named(panoptic_val_root, tmp_path):
     with pytest.raises(ValueError, match='seg_prefix'):
-        CocoPanopticQualityMetric(ann_file=str(root / 'x.json'))
-    data = samples(root)
+        CocoPanopticQualityMetric(ann_file=str(panoptic_val_root / 'x.json'))
+    data = samples(panoptic_val_root)
     for sample in data:
         del sample['segments_info']
     with pytest.raises(KeyError, match='meta_keys'):
         evaluate(CocoPanopticQualityMetric(), data)
     metric = CocoPanopticQualityMetric(
-        ann_file=str(root / 'annotations/panoptic_val.json'),
+        ann_file=str(panoptic_val_root / 'annotations/panoptic_val.json'),
         seg_prefix=str(tmp_path))
     with pytest.raises(FileNotFoundError, match='seg_prefix'):
-        evaluate(metric, samples(root))
-    metric = from_json(root)
+        evaluate(metric, samples(panoptic_val_root))
+    metric = from_json(panoptic_val_root)
     with pytest.raises(KeyError, match='metainfo classes'):
         metric.dataset_meta = dict(META, classes=('disc', ) + META['classes'])
-        metric.process({}, samples(root))
-    data = samples(root)
+        metric.process({}, samples(panoptic_val_root))
+    data = samples(panoptic_val_root)
     data[0]['pred_panoptic_seg']['sem_seg'][0, 0, 0] = NUM_CLASSES + 1
     with pytest.raises(ValueError, match='predicts label 7'):
-        evaluate(from_json(root), data)
+        evaluate(from_json(panoptic_val_root), data)

@@ -31,8 +31,8 @@ def used_categories(ann_file) -> set:
     }
 
 
-def test_a_stuff_class_the_config_lacks_is_named(root):
-    ann_file = root / 'annotations/panoptic_val.json'
+def test_a_stuff_class_the_config_lacks_is_named(panoptic_val_root):
+    ann_file = panoptic_val_root / 'annotations/panoptic_val.json'
     categories = {
         c['name']: c['id']
         for c in json.loads(ann_file.read_text())['categories']
@@ -48,15 +48,15 @@ def test_a_stuff_class_the_config_lacks_is_named(root):
     assert 'stuff_classes' in message and 'num_stuff_classes' in message
 
 
-def test_a_thing_class_the_config_lacks_is_named(root):
-    ann_file = root / 'annotations/panoptic_val.json'
+def test_a_thing_class_the_config_lacks_is_named(panoptic_val_root):
+    ann_file = panoptic_val_root / 'annotations/panoptic_val.json'
     metric = metric_of(ann_file)
     with pytest.raises(ValueError, match=rf'"{CLASSES[0]}" \(thing'):
         metric.dataset_meta = meta(CLASSES[1:], STUFF_CLASSES)
 
 
-def test_an_unused_category_outside_the_classes_is_fine(root, tmp_path):
-    ann_file = root / 'annotations/panoptic_val.json'
+def test_an_unused_category_outside_the_classes_is_fine(panoptic_val_root, tmp_path):
+    ann_file = panoptic_val_root / 'annotations/panoptic_val.json'
     coco = json.loads(ann_file.read_text())
     coco['categories'].append(dict(id=99, name='water', isthing=0))
     edited = tmp_path / 'panoptic_val.json'
@@ -66,8 +66,8 @@ def test_an_unused_category_outside_the_classes_is_fine(root, tmp_path):
     assert 99 not in metric.categories()[0]
 
 
-def test_a_category_missing_from_the_file_list_is_named(root, tmp_path):
-    ann_file = root / 'annotations/panoptic_val.json'
+def test_a_category_missing_from_the_file_list_is_named(panoptic_val_root, tmp_path):
+    ann_file = panoptic_val_root / 'annotations/panoptic_val.json'
     coco = json.loads(ann_file.read_text())
     dropped = coco['categories'].pop()
     assert dropped['id'] in used_categories(ann_file)

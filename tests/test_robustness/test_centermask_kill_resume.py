@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import REPO_ROOT
+from repo_paths import REPO_ROOT
 from loss_log_hook import read
 
 HERE = osp.dirname(osp.abspath(__file__))

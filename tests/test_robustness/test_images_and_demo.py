@@ -14,7 +14,7 @@ from mmdet.registry import MODELS
 from mmdet.utils import register_all_modules
 from mmengine.config import Config
 
-from conftest import REPO_ROOT
+from repo_paths import REPO_ROOT
 from detector_utils import TINY_MODEL_LINES
 from mmcentermask.utils.image_check import unreadable_reason
 

@@ -13,7 +13,7 @@ from mmengine.config import Config
 from mmengine.runner import load_checkpoint
 from mmengine.runner.checkpoint import _load_checkpoint_with_prefix
 
-from conftest import REPO_ROOT
+from repo_paths import REPO_ROOT
 from detector_utils import tiny_cfg
 from mmcentermask.utils.weight_check import (MIN_MATCH_ENV,
                                              NonFiniteWeightsError,

@@ -7,7 +7,7 @@ import re
 import sys
 
 import pytest
-from conftest import REPO_ROOT
+from repo_paths import REPO_ROOT
 
 TOOL = f'{REPO_ROOT}/tools/analysis_tools/benchmark_centermask.py'
 GPU_CHECK = f'{REPO_ROOT}/tools/analysis_tools/gpu_check.sh'

@@ -10,7 +10,7 @@ import time
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from repo_paths import REPO_ROOT
 from detector_utils import TINY_MODEL_LINES
 
 QUICK_START = os.path.join(

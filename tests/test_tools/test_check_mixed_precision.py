@@ -5,7 +5,7 @@ small, by hand: about 2 minutes)."""
 import subprocess
 import sys
 
-from conftest import REPO_ROOT
+from repo_paths import REPO_ROOT
 from test_centermask_e2e import clean_env, write_config
 
 TOOL = 'tools/analysis_tools/check_mixed_precision.py'

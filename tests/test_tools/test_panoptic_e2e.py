@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT
+from repo_paths import REPO_ROOT
 from mmcentermask.datasets import make_panoptic_split
 
 QUICK_START = os.path.join(

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import REPO_ROOT
+from repo_paths import REPO_ROOT
 from test_centermask_e2e import clean_env, write_config
 
 #: srun: records its arguments, skips its options and starts --ntasks copies

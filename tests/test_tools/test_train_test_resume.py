@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from conftest import REPO_ROOT
+from repo_paths import REPO_ROOT
 
 CONFIG = """
 _base_ = ['mmdet::_base_/datasets/coco_instance.py',

@@ -35,7 +35,7 @@ from mmdet.utils import register_all_modules
 from mmengine.config import Config
 from pycocotools.coco import COCO
 
-from conftest import REPO_ROOT
+from repo_paths import REPO_ROOT
 from detector_utils import TINY_MODEL_LINES
 from mmcentermask.datasets import make_image
 
