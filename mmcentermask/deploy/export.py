@@ -177,11 +177,13 @@ class CenterMaskExportModule(nn.Module):
             (n, ), ``mask_probs`` (n, M, M), ``mask_scores`` (n, ).
         """
         feats = self.detector.neck(self.detector.backbone(image))
-        cls_scores, bbox_preds, centernesses = self.detector.bbox_head(feats)
+        cls_scores, bbox_preds, centernesses = self.detector.bbox_head(
+            self.detector.fcos_feats(feats))
         boxes, scores, labels = self.detect(cls_scores, bbox_preds,
                                             centernesses, image_size)
-        mask_probs, mask_scores = self.segment(feats, boxes, scores, labels,
-                                               image_size)
+        mask_probs, mask_scores = self.segment(
+            self.detector.mask_feats(feats), boxes, scores, labels,
+            image_size)
         return boxes, scores, labels, mask_probs, mask_scores
 
     def detect(self, cls_scores: Sequence[Tensor],

@@ -93,6 +93,33 @@ def mask_rcnn_model_cfg(centermask_cfg: Config) -> ConfigDict:
     return cfg.model
 
 
+def mask_rcnn_recipe_cfg(centermask_cfg: Config) -> Config:
+    """A CenterMask training config (data, pipeline, schedule, optimizer,
+    hooks, seed) with MMDetection's Mask R-CNN as the model: the same
+    backbone (with its stride-4 stage), the FPN and every head as wide as
+    the CenterMask FPN (``neck.out_channels``), as many positive RoIs per
+    image (the second stage samples ``train_cfg.rcnn.sampler``'s ``num``
+    RoIs with ``pos_fraction``, as CenterMask's mask branch does); RPN,
+    2-fc box head and 4-conv mask head otherwise MMDetection's. The test
+    time augmentation of the CenterMask config is dropped."""
+    cfg = copy.deepcopy(centermask_cfg)
+    model = mask_rcnn_model_cfg(centermask_cfg)
+    width = centermask_cfg.model.neck.out_channels
+    model.neck.out_channels = width
+    model.rpn_head.update(in_channels=width, feat_channels=width)
+    model.roi_head.bbox_roi_extractor.out_channels = width
+    model.roi_head.mask_roi_extractor.out_channels = width
+    model.roi_head.bbox_head.in_channels = width
+    model.roi_head.mask_head.update(in_channels=width, conv_out_channels=width)
+    sampler = centermask_cfg.model.train_cfg.rcnn.sampler
+    model.train_cfg.rcnn.sampler.update(
+        num=sampler.num, pos_fraction=sampler.pos_fraction)
+    cfg.model = model
+    for key in ('tta_model', 'tta_pipeline'):
+        cfg.pop(key, None)
+    return cfg
+
+
 def set_post_processing(model_cfg: ConfigDict, score_thr: float,
                         max_dets: int) -> None:
     """Score threshold and detections per image of a CenterMask

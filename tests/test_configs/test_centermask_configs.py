@@ -82,9 +82,18 @@ def only(pipeline: list, transform: str) -> dict:
 
 def shapes_config_path() -> str:
     """The quick-start config (3 classes, the generated shapes data)."""
-    paths = glob.glob(osp.join(CENTERMASK_DIR, '*_shapes.py'))
+    paths = [
+        p for p in glob.glob(osp.join(CENTERMASK_DIR, '*_shapes.py'))
+        if '_mask-p2_' not in p
+    ]
     assert len(paths) == 1, paths
     return paths[0]
+
+
+def mask_strides(path: str) -> list:
+    """Strides the mask branch pools from: P2-P5 for the ``_mask-p2_``
+    configs (ours), P3-P5 for the others (the authors')."""
+    return [4, 8, 16, 32] if '_mask-p2_' in stem(path) else [8, 16, 32]
 
 
 def metafile_models() -> list:
@@ -147,7 +156,7 @@ def test_recipe(path):
     extractor = cfg.model.roi_head.mask_roi_extractor
     assert extractor.type == 'AdaptiveLevelRoIExtractor'
     assert extractor.get('level_rule', 'ratio') == 'ratio'
-    assert extractor.featmap_strides == [8, 16, 32]
+    assert extractor.featmap_strides == mask_strides(path)
     # SparseRoIAlign: mmcv's RoIAlign computed as a sparse product on the CPU
     assert extractor.roi_layer == dict(
         type='SparseRoIAlign', output_size=14, sampling_ratio=0, aligned=True)
@@ -160,7 +169,7 @@ def test_build_structure_and_predict(path):
     assert 'NumClassCheckHook' in [h['type'] for h in cfg.custom_hooks]
     expected = recipe(path)
     channels, num_convs = expected['channels'], expected['num_convs']
-    if path == shapes_config_path():
+    if path.endswith('_shapes.py'):
         channels = 64  # the CPU quick start narrows the Lite FPN and heads
     # Random weights: keep every candidate so max_per_img masks are pasted.
     cfg.model.test_cfg.fcos.score_thr = 0.
@@ -169,8 +178,10 @@ def test_build_structure_and_predict(path):
 
     with torch.no_grad():
         feats = model.backbone(torch.zeros(1, 3, 64, 64))
+    strides = mask_strides(path)
     assert [f.shape[1] for f in feats] == list(model.neck.in_channels)
-    assert [f.shape[-1] for f in feats] == [8, 4, 2], 'not strides 8-32'
+    assert [f.shape[-1] for f in feats] == [64 // s for s in strides]
+    assert model.num_mask_only_levels == len(strides) - 3
 
     num_classes = model.num_classes
     assert model.neck.out_channels == channels
@@ -188,8 +199,8 @@ def test_build_structure_and_predict(path):
     assert iou_head.convs[0].in_channels == channels + 1
     roi_layer_cfg = cfg.model.roi_head.mask_roi_extractor.roi_layer
     extractor = model.roi_head.mask_roi_extractor
-    assert extractor.featmap_strides == [8, 16, 32]
-    for roi_layer, stride in zip(extractor.roi_layers, [8, 16, 32]):
+    assert extractor.featmap_strides == strides
+    for roi_layer, stride in zip(extractor.roi_layers, strides):
         assert roi_layer.output_size == (14, 14)
         assert roi_layer.sampling_ratio == roi_layer_cfg.sampling_ratio
         assert roi_layer.aligned is roi_layer_cfg.aligned

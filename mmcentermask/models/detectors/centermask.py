@@ -9,7 +9,8 @@ from mmcv.ops import DeformConv2d, ModulatedDeformConv2d, RoIAlign
 from mmdet.models.detectors import SingleStageDetector
 from mmdet.registry import MODELS
 from mmdet.structures import OptSampleList, SampleList
-from mmdet.utils import ConfigType, OptConfigType, OptMultiConfig
+from mmdet.utils import (ConfigType, InstanceList, OptConfigType,
+                         OptMultiConfig)
 from torch import Tensor, nn
 
 from mmcentermask.utils.weight_check import guard_weight_loading
@@ -29,7 +30,9 @@ class CenterMask(SingleStageDetector):
 
     Backbone -> FPN (P3-P7) -> FCOS head (``bbox_head``, class-aware
     detections) -> mask-only RoI head (``roi_head``: RoIAlign on P3-P5,
-    SAG-Mask head, MaskIoU head). There is no second-stage box head: boxes,
+    SAG-Mask head, MaskIoU head). With ``num_mask_only_levels=1`` the FPN
+    also outputs a stride-4 P2 that only the mask branch reads (RoIAlign
+    on P2-P5, for small objects); the FCOS head still reads P3-P7. There is no second-stage box head: boxes,
     labels and box scores are the FCOS outputs; the RoI head adds ``masks``
     and ``mask_scores`` (box score x predicted mask IoU).
 
@@ -48,6 +51,11 @@ class CenterMask(SingleStageDetector):
             (mask binarisation threshold).
         data_preprocessor (dict, optional): Data preprocessor config.
         init_cfg (dict or list[dict], optional): Initialisation config.
+        num_mask_only_levels (int): Leading FPN levels (finer than P3) that
+            only the mask branch reads: 0 is the authors' model (P3-P7
+            for both), 1 adds P2 (neck ``num_outs`` 6 with the backbone's
+            stride-4 stage, extractor ``featmap_strides`` ``[4, 8, 16,
+            32]``). Defaults to 0.
         num_classes (int, optional): Number of foreground classes, given
             once here and passed to the FCOS head, the mask head and the
             MaskIoU head. A head config that states a different value is
@@ -73,7 +81,8 @@ class CenterMask(SingleStageDetector):
                  data_preprocessor: OptConfigType = None,
                  init_cfg: OptMultiConfig = None,
                  num_classes: Optional[int] = None,
-                 channels_last: Union[bool, str] = 'cpu') -> None:
+                 channels_last: Union[bool, str] = 'cpu',
+                 num_mask_only_levels: int = 0) -> None:
         train_cfg = train_cfg or {}
         test_cfg = test_cfg or {}
         bbox_head = copy.deepcopy(bbox_head)
@@ -104,6 +113,8 @@ class CenterMask(SingleStageDetector):
         self.train_cfg = train_cfg
         self.test_cfg = test_cfg
         check_num_classes(self)
+        self.num_mask_only_levels = num_mask_only_levels
+        check_mask_levels(self)
         guard_weight_loading(self)  # unconverted or foreign weights are an error
         check_test_cfg(test_cfg)  # missing or out-of-range test settings, now
         if channels_last not in CHANNELS_LAST_CHOICES:
@@ -125,7 +136,8 @@ class CenterMask(SingleStageDetector):
             batch_inputs (Tensor): Images (B, 3, H, W), normalised, padded.
 
         Returns:
-            tuple[Tensor]: FPN levels P3-P7, each (B, C, H_l, W_l).
+            tuple[Tensor]: FPN levels P3-P7 (P2-P7 with a mask-only P2),
+            each (B, C, H_l, W_l).
         """
         if self.uses_channels_last(batch_inputs.device):
             batch_inputs = batch_inputs.contiguous(
@@ -137,6 +149,14 @@ class CenterMask(SingleStageDetector):
         if self.channels_last == 'cpu':
             return device.type == 'cpu'
         return self.channels_last
+
+    def fcos_feats(self, x: Tuple[Tensor]) -> Tuple[Tensor]:
+        """The FPN levels the FCOS head reads (P3-P7) out of all."""
+        return x[self.num_mask_only_levels:]
+
+    def mask_feats(self, x: Tuple[Tensor]) -> Tuple[Tensor]:
+        """The FPN levels the mask branch reads from (P3 or P2 on)."""
+        return x
 
     @property
     def proposal_cfg(self) -> ConfigType:
@@ -156,10 +176,19 @@ class CenterMask(SingleStageDetector):
             dict[str, Tensor]: ``loss_cls``, ``loss_bbox``,
             ``loss_centerness``, ``loss_mask``, ``loss_mask_iou``.
         """
-        x = self.extract_feat(batch_inputs)
+        return self.instance_loss(
+            self.extract_feat(batch_inputs), batch_data_samples)
+
+    def instance_loss(self, x: Tuple[Tensor],
+                      batch_data_samples: SampleList) -> dict:
+        """:meth:`loss` on the FPN levels ``x`` (all the neck's outputs)."""
         losses, detections = self.bbox_head.loss_and_predict(
-            x, batch_data_samples, proposal_cfg=self.proposal_cfg)
-        losses.update(self.roi_head.loss(x, detections, batch_data_samples))
+            self.fcos_feats(x),
+            batch_data_samples,
+            proposal_cfg=self.proposal_cfg)
+        losses.update(
+            self.roi_head.loss(
+                self.mask_feats(x), detections, batch_data_samples))
         return losses
 
     def predict(self,
@@ -179,12 +208,22 @@ class CenterMask(SingleStageDetector):
             xyxy pixels, ``scores`` (N,), ``labels`` (N,), ``masks``
             (N, H, W) bool and ``mask_scores`` (N,).
         """
-        x = self.extract_feat(batch_inputs)
-        detections = self.bbox_head.predict(
-            x, batch_data_samples, rescale=False)
-        results = self.roi_head.predict(
-            x, detections, batch_data_samples, rescale=rescale)
+        results = self.instance_predict(
+            self.extract_feat(batch_inputs), batch_data_samples, rescale)
         return self.add_pred_to_datasample(batch_data_samples, results)
+
+    def instance_predict(self, x: Tuple[Tensor],
+                         batch_data_samples: SampleList,
+                         rescale: bool) -> InstanceList:
+        """The detections of :meth:`predict` from the FPN levels ``x`` (all
+        the neck's outputs), one :obj:`InstanceData` per image."""
+        detections = self.bbox_head.predict(
+            self.fcos_feats(x), batch_data_samples, rescale=False)
+        return self.roi_head.predict(
+            self.mask_feats(x),
+            detections,
+            batch_data_samples,
+            rescale=rescale)
 
     def _forward(self,
                  batch_inputs: Tensor,
@@ -197,12 +236,19 @@ class CenterMask(SingleStageDetector):
             (B, 4, H_l, W_l), (B, 1, H_l, W_l)) followed by the RoI head's
             tensor outputs on the FCOS detections.
         """
-        x = self.extract_feat(batch_inputs)
-        fcos_outs = self.bbox_head.forward(x)
+        return self.instance_forward(
+            self.extract_feat(batch_inputs), batch_inputs, batch_data_samples)
+
+    def instance_forward(self, x: Tuple[Tensor], batch_inputs: Tensor,
+                         batch_data_samples: OptSampleList) -> Tuple:
+        """The outputs of :meth:`_forward` from the FPN levels ``x`` (all
+        the neck's outputs)."""
+        fcos_outs = self.bbox_head.forward(self.fcos_feats(x))
         metas = image_metas(batch_inputs, batch_data_samples)
         detections = self.bbox_head.predict_by_feat(
             *fcos_outs, batch_img_metas=metas, rescale=False)
-        roi_outs = self.roi_head.forward(x, detections, batch_data_samples)
+        roi_outs = self.roi_head.forward(
+            self.mask_feats(x), detections, batch_data_samples)
         return tuple(fcos_outs) + tuple(roi_outs)
 
 
@@ -243,6 +289,34 @@ def inject_num_classes(num_classes: int, **head_cfgs: Optional[dict]) -> None:
                 f'config says num_classes={stated}; remove num_classes from '
                 'the head config or make them equal.')
         cfg['num_classes'] = num_classes
+
+
+def check_mask_levels(detector: CenterMask) -> None:
+    """Raise ValueError if the mask RoI extractor's first stride is not the
+    stride of the first FPN level the mask branch reads (the FCOS head's
+    first stride / 2 ** ``num_mask_only_levels``)."""
+    levels = detector.num_mask_only_levels
+    if not isinstance(levels, int) or levels < 0:
+        raise ValueError(
+            f'num_mask_only_levels={levels!r}: it must be 0 (the authors\' '
+            'P3-P7) or the number of FPN levels finer than P3 that only the '
+            'mask branch reads (1: P2)')
+    extractor = getattr(detector.roi_head, 'mask_roi_extractor', None)
+    fcos_strides = getattr(detector.bbox_head, 'strides', None)
+    if extractor is None or not fcos_strides:
+        return
+    first_stride = fcos_strides[0]
+    if isinstance(first_stride, (tuple, list)):
+        first_stride = first_stride[0]
+    expected = first_stride / 2**levels
+    if extractor.featmap_strides[0] != expected:
+        raise ValueError(
+            f'num_mask_only_levels={levels} with FCOS strides from '
+            f'{first_stride}: the mask branch reads FPN levels from stride '
+            f'{expected:g}, but roi_head.mask_roi_extractor.featmap_strides '
+            f'is {list(extractor.featmap_strides)}. Start featmap_strides at '
+            f'{expected:g} (and give the neck num_outs = 5 + '
+            'num_mask_only_levels from the backbone stage of that stride).')
 
 
 def check_num_classes(detector: CenterMask) -> None:

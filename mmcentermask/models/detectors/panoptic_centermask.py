@@ -8,7 +8,7 @@ from mmdet.structures import OptSampleList, SampleList
 from mmdet.utils import ConfigType
 from torch import Tensor
 
-from .centermask import CenterMask, image_metas
+from .centermask import CenterMask
 
 
 @MODELS.register_module()
@@ -31,8 +31,9 @@ class PanopticCenterMask(CenterMask):
             (with ``num_classes``, the thing classes) and passed to the
             semantic and fusion heads; a head config stating another value
             is an error.
-        num_semantic_only_levels (int): Leading FPN levels that only the
-            semantic head reads (1: P2); the instance part gets the others.
+        num_semantic_only_levels (int): Leading FPN levels that the FCOS
+            head does not read (1: P2); the semantic head reads them, the
+            mask branch too with ``num_mask_only_levels`` (at most this).
         **kwargs: :class:`CenterMask` arguments (``backbone``, ``neck`` with
             ``num_outs`` = 5 + ``num_semantic_only_levels``, ``bbox_head``,
             ``roi_head``, ``train_cfg``, ``test_cfg`` with ``fcos``, ``rcnn``
@@ -63,11 +64,22 @@ class PanopticCenterMask(CenterMask):
         panoptic_fusion_head.update(test_cfg=self.test_cfg.get('panoptic'))
         self.panoptic_fusion_head = MODELS.build(panoptic_fusion_head)
         self.num_stuff_classes = num_stuff_classes
+        if self.num_mask_only_levels > num_semantic_only_levels:
+            raise ValueError(
+                f'num_mask_only_levels={self.num_mask_only_levels} > '
+                f'num_semantic_only_levels={num_semantic_only_levels}: the '
+                'mask branch can read only FPN levels the neck outputs; '
+                'make num_mask_only_levels at most num_semantic_only_levels.')
         self.num_semantic_only_levels = num_semantic_only_levels
 
-    def instance_feats(self, x: Tuple[Tensor]) -> Tuple[Tensor]:
-        """The FPN levels of the instance part (P3-P7) out of all (P2-P7)."""
+    def fcos_feats(self, x: Tuple[Tensor]) -> Tuple[Tensor]:
+        """The FPN levels of the FCOS head (P3-P7) out of all (P2-P7)."""
         return x[self.num_semantic_only_levels:]
+
+    def mask_feats(self, x: Tuple[Tensor]) -> Tuple[Tensor]:
+        """The FPN levels the mask branch reads from (P3, or P2 with
+        ``num_mask_only_levels=1``) out of all (P2-P7)."""
+        return x[self.num_semantic_only_levels - self.num_mask_only_levels:]
 
     def loss(self, batch_inputs: Tensor,
              batch_data_samples: SampleList) -> dict:
@@ -84,11 +96,7 @@ class PanopticCenterMask(CenterMask):
             ``loss_seg``.
         """
         x = self.extract_feat(batch_inputs)
-        instance_x = self.instance_feats(x)
-        losses, detections = self.bbox_head.loss_and_predict(
-            instance_x, batch_data_samples, proposal_cfg=self.proposal_cfg)
-        losses.update(
-            self.roi_head.loss(instance_x, detections, batch_data_samples))
+        losses = self.instance_loss(x, batch_data_samples)
         losses.update(self.semantic_head.loss(x, batch_data_samples))
         return losses
 
@@ -111,11 +119,7 @@ class PanopticCenterMask(CenterMask):
             stuff, ``num_things + num_stuff`` unlabeled).
         """
         x = self.extract_feat(batch_inputs)
-        instance_x = self.instance_feats(x)
-        detections = self.bbox_head.predict(
-            instance_x, batch_data_samples, rescale=False)
-        instances = self.roi_head.predict(
-            instance_x, detections, batch_data_samples, rescale=rescale)
+        instances = self.instance_predict(x, batch_data_samples, rescale)
         seg_preds = self.semantic_head.predict(
             x, [s.metainfo for s in batch_data_samples], rescale=rescale)
         panoptic = self.panoptic_fusion_head.predict(instances, seg_preds)
@@ -131,15 +135,7 @@ class PanopticCenterMask(CenterMask):
         """Tensor mode: :class:`CenterMask`'s outputs on P3-P7, then the
         semantic logits at stride 4, (B, num_stuff + 1, H / 4, W / 4)."""
         x = self.extract_feat(batch_inputs)
-        instance_x = self.instance_feats(x)
-        fcos_outs = self.bbox_head.forward(instance_x)
-        detections = self.bbox_head.predict_by_feat(
-            *fcos_outs,
-            batch_img_metas=image_metas(batch_inputs, batch_data_samples),
-            rescale=False)
-        roi_outs = self.roi_head.forward(instance_x, detections,
-                                         batch_data_samples)
-        return (tuple(fcos_outs) + tuple(roi_outs) +
+        return (self.instance_forward(x, batch_inputs, batch_data_samples) +
                 (self.semantic_head(x)['seg_preds'], ))
 
 

@@ -121,3 +121,32 @@ def test_missing_fusion_setting_is_named():
     del cfg.test_cfg.panoptic['score_thr']
     with pytest.raises(ValueError, match='test_cfg.panoptic.score_thr'):
         MODELS.build(cfg)
+
+
+def test_mask_branch_can_read_p2():
+    """``num_mask_only_levels=1``: the mask branch pools from P2-P5 (the
+    level the semantic head reads too); FCOS keeps P3-P7."""
+    cfg = tiny_panoptic_cfg(NUM_THINGS)
+    cfg.num_mask_only_levels = 1
+    cfg.roi_head.mask_roi_extractor.featmap_strides = [4, 8, 16, 32]
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    model.init_weights()
+    model.eval()
+    data = panoptic_batch(model, [3], training=False)
+    x = model.extract_feat(data['inputs'])
+    assert [f.shape[-1] for f in model.fcos_feats(x)] == [8, 4, 2, 1, 1]
+    assert [f.shape[-1] for f in model.mask_feats(x)][:4] == [16, 8, 4, 2]
+    model.bbox_head.test_cfg['score_thr'] = 0.0
+    with torch.no_grad():
+        result = model.predict(data['inputs'], data['data_samples'])[0]
+    assert len(result.pred_instances) > 0
+
+
+def test_mask_levels_beyond_the_neck_are_refused():
+    cfg = tiny_panoptic_cfg(NUM_THINGS)
+    cfg.num_mask_only_levels = 2
+    cfg.roi_head.mask_roi_extractor.featmap_strides = [2, 4, 8, 16, 32]
+    with pytest.raises(ValueError, match='num_mask_only_levels=2 > '
+                       'num_semantic_only_levels=1'):
+        MODELS.build(cfg)

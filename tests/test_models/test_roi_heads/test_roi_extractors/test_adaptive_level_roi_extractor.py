@@ -46,6 +46,24 @@ def test_ratio_rule_thresholds():
                      img_area) == [5, 5, 4, 4, 3, 3, 3, 3, 3, 5]
 
 
+def test_ratio_rule_extends_to_p2():
+    """With P2-P5 (the stride-4 mask level) the thresholds stay, one more
+    below: P3 iff A_img/8 < A_box <= A_img/4, else P2."""
+    extractor = AdaptiveLevelRoIExtractor(
+        roi_layer=ROI_LAYER, out_channels=4, featmap_strides=[4, 8, 16, 32])
+    img_area = 600 * 900
+    boxes = [
+        [0, 0, 900, 301],  # > A_img / 2  -> P5
+        [0, 0, 900, 300],  # = A_img / 2  -> P4
+        [10, 20, 910, 170],  # = A_img / 4  -> P3
+        [0, 0, 900, 75.5],  # > A_img / 8 -> P3
+        [0, 0, 900, 75],  # = A_img / 8   -> P2
+        [0, 0, 30, 30],  # small          -> P2
+        [5, 5, 5, 40],  # zero area       -> P2
+    ]
+    assert levels_of(extractor, boxes, img_area) == [5, 4, 3, 3, 2, 2, 2]
+
+
 def test_area_rule():
     """FPN Eq. 1 with 224 at P4: P3 if sqrt(A) < 224, P4 if < 448, else
     P5, independent of the image size."""

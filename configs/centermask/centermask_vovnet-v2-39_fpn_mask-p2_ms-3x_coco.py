@@ -1,0 +1,10 @@
+# CenterMask V2-39 with a stride-4 P2 level for the mask branch (ours, not an authors' config):
+# the backbone's stage2 joins the FPN, whose P2 only the mask branch reads (RoIAlign on P2-P5
+# with the ratio rule extended: boxes under 1/8 of the image area pool from P2); the FCOS head
+# still reads P3-P7. For small objects; docs/benchmarks.md has the measured effect.
+_base_ = './centermask_vovnet-v2-39_fpn_ms-3x_coco.py'
+model = dict(
+    num_mask_only_levels=1,
+    backbone=dict(out_indices=(0, 1, 2, 3)),  # stage2-stage5
+    neck=dict(in_channels=[256, 512, 768, 1024], num_outs=6),  # P2-P7
+    roi_head=dict(mask_roi_extractor=dict(featmap_strides=[4, 8, 16, 32])))
