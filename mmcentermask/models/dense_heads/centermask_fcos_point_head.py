@@ -6,17 +6,19 @@ exactly is not recovered (reference spec, section 8.4). Here:
 
 - every FPN location (P3-P7, one branch shared over the levels like FCOS's
   towers) predicts an S x S local-shape vector;
-- the saliency map is predicted on P3 (stride 8, the finest level), class-
-  specific or class-agnostic;
+- the saliency map is predicted on P3 (stride 8, the finest FCOS level),
+  class-specific or class-agnostic; or, with ``num_saliency_only_levels=1``
+  (ours, for small objects), on a stride-4 P2 level that only the saliency
+  branch reads;
 - each detection's mask is ``sigmoid(its shape resized to its box) *
-  sigmoid(saliency cropped by its box)``, assembled on the P3 canvas
+  sigmoid(saliency cropped by its box)``, assembled on the saliency canvas
   (:mod:`mmcentermask.models.utils.point_mask_assembly`);
 - training supervises every FCOS positive location with the mask of the GT
   it is assigned to, resized and cropped with that GT box (teacher
   forcing); the box comes from FCOS (no size head).
 
 Shape shorthand: B images, C classes, S the local-shape side, H_l x W_l the
-size of level l, H x W the P3 canvas, N instances.
+size of level l, H x W the saliency canvas (P3, or P2), N instances.
 """
 import copy
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -49,12 +51,17 @@ class CenterMaskFCOSPointHead(CenterMaskFCOSHead):
             Defaults to ``'class_specific'``.
         mask_channels (int): Channels inside the shape and saliency
             branches (3x3 conv -> ReLU -> 1x1 conv). Defaults to 256.
-        min_box_size (float): Smallest box side for the mask assembly, P3
-            pixels. Defaults to 1.0.
+        min_box_size (float): Smallest box side for the mask assembly, in
+            pixels of the saliency canvas. Defaults to 1.0.
         loss_mask_weight (float): Weight of the mask BCE. Defaults to 1.0.
         loss_saliency (dict, optional): Direct saliency supervision with
-            the union of the GT masks on P3, or None. Defaults to sigmoid
-            ``CrossEntropyLoss``.
+            the union of the GT masks on the saliency canvas, or None.
+            Defaults to sigmoid ``CrossEntropyLoss``.
+        num_saliency_only_levels (int): Leading FPN levels finer than P3
+            that only the saliency branch reads: 0 (P3-P7 for every branch)
+            or 1 (the head gets P2-P7 from a neck with ``num_outs`` 6; the
+            saliency, and so the mask assembly, is on stride-4 P2; FCOS and
+            the shape branch read P3-P7). Defaults to 0.
         **kwargs: :class:`CenterMaskFCOSHead` arguments; ``test_cfg`` also
             takes ``mask_thr_binary`` (defaults to 0.5).
     """
@@ -71,9 +78,16 @@ class CenterMaskFCOSPointHead(CenterMaskFCOSHead):
                      type='CrossEntropyLoss',
                      use_sigmoid=True,
                      loss_weight=1.0),
+                 num_saliency_only_levels: int = 0,
                  **kwargs) -> None:
         super().__init__(
             num_classes=num_classes, in_channels=in_channels, **kwargs)
+        if num_saliency_only_levels not in (0, 1):
+            raise ValueError(
+                f'num_saliency_only_levels={num_saliency_only_levels!r}: it '
+                'must be 0 (saliency on P3) or 1 (saliency on a stride-4 P2 '
+                'that the neck outputs first)')
+        self.num_saliency_only_levels = num_saliency_only_levels
         saliency_channels = set_mask_settings(self, num_classes, shape_size,
                                               saliency_type, min_box_size,
                                               loss_mask_weight, loss_saliency)
@@ -99,18 +113,28 @@ class CenterMaskFCOSPointHead(CenterMaskFCOSHead):
                     normal_init(module, std=0.001)
 
     def forward(self, x: Sequence[Tensor]) -> Tuple[List[Tensor], ...]:
-        """FCOS outputs plus shape logits per level and P3 saliency.
+        """FCOS outputs plus shape logits per level and the saliency.
 
         Args:
-            x (Sequence[Tensor]): FPN maps P3-P7, (B, in_channels, H_l, W_l).
+            x (Sequence[Tensor]): FPN maps P3-P7 (P2-P7 with
+                ``num_saliency_only_levels=1``), (B, in_channels, H_l, W_l).
 
         Returns:
             tuple[list[Tensor], ...]: FCOS's class logits, distances and
-            centerness per level; shape logits (B, S^2, H_l, W_l) per level;
-            ``[saliency logits (B, C or 1, H, W)]`` of P3.
+            centerness per level of P3-P7; shape logits (B, S^2, H_l, W_l)
+            per level of P3-P7; ``[saliency logits (B, C or 1, H, W)]`` of
+            the first level of ``x``.
         """
-        cls_scores, bbox_preds, centernesses = super().forward(x)
-        shape_preds = [self.shape_head(feat) for feat in x]
+        fcos_x = x[self.num_saliency_only_levels:]
+        if len(fcos_x) != len(self.strides):
+            raise ValueError(
+                f'{type(self).__name__} got {len(x)} FPN levels, expected '
+                f'{len(self.strides) + self.num_saliency_only_levels} ('
+                f'{len(self.strides)} FCOS strides + num_saliency_only_levels'
+                f'={self.num_saliency_only_levels}); set the neck\'s num_outs'
+                ' to that.')
+        cls_scores, bbox_preds, centernesses = super().forward(fcos_x)
+        shape_preds = [self.shape_head(feat) for feat in fcos_x]
         return (cls_scores, bbox_preds, centernesses, shape_preds,
                 [self.saliency_head(x[0])])
 
@@ -332,7 +356,7 @@ class CenterMaskFCOSPointHead(CenterMaskFCOSHead):
             results (InstanceData): ``bboxes`` (K, 4) in network-input
                 pixels, ``labels`` (K,), ``locations`` (K,).
             shape_logits (Tensor): (S^2, sum_l H_l * W_l) of the image.
-            saliency (Tensor): (C or 1, H, W) P3 saliency logits.
+            saliency (Tensor): (C or 1, H, W) saliency logits.
             img_meta (dict): ``batch_input_shape``, ``img_shape``,
                 ``ori_shape``, ``scale_factor``.
             cfg (dict): ``mask_thr_binary``.

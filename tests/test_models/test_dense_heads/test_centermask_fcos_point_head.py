@@ -71,6 +71,36 @@ def test_output_shapes():
     assert [tuple(s.shape) for s in outs[4]] == [(1, 1, 16, 16)]
 
 
+def test_saliency_on_p2():
+    """``num_saliency_only_levels=1``: P2 feeds the saliency only; FCOS and
+    the shapes stay on P3-P7, the masks are assembled on the P2 canvas and
+    trained from it."""
+    head = build_head(num_saliency_only_levels=1)
+    p2 = torch.rand(1, 8, 32, 32)
+    outs = head([p2] + features())
+    assert [tuple(c.shape[-2:]) for c in outs[0]] == [(16, 16), (8, 8),
+                                                      (4, 4), (2, 2), (1, 1)]
+    assert len(outs[3]) == 5
+    assert [tuple(s.shape) for s in outs[4]] == [(1, NUM_CLASSES, 32, 32)]
+    head.train()
+    losses = head.loss_by_feat(*outs, [TWO_OBJECTS], METAS)
+    assert all(torch.isfinite(v) and v > 0 for v in losses.values())
+    head.eval()
+    head.test_cfg['score_thr'] = 0.
+    with torch.no_grad():
+        results = head.predict_by_feat(
+            *head([p2] + features()), batch_img_metas=METAS, rescale=True)
+    assert results[0].masks.shape[1:] == (128, 128)
+
+
+def test_level_count_must_match_the_neck():
+    with pytest.raises(ValueError, match='num_saliency_only_levels'):
+        build_head(num_saliency_only_levels=2)
+    head = build_head(num_saliency_only_levels=1)
+    with pytest.raises(ValueError, match=r'got 5 FPN levels, expected 6'):
+        head(features())
+
+
 def test_bad_saliency_type_raises():
     with pytest.raises(ValueError, match="saliency_type='both'"):
         build_head(saliency_type='both')
