@@ -41,7 +41,9 @@ model = dict(
     test_cfg=dict(
         panoptic=dict(score_thr=0.5, mask_overlap=0.5, stuff_area_limit=160)))
 
-dataset_type = 'CocoPanopticDataset'
+# MMDetection's CocoPanopticDataset with the category checks (a typo, the file's category
+# order, segments of unknown categories): mmcentermask.datasets.CheckedCocoPanopticDataset
+dataset_type = 'CheckedCocoPanopticDataset'
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(
@@ -93,12 +95,13 @@ val_evaluator = dict(
     seg_prefix=data_root + 'annotations/panoptic_val/',
     classwise=True)
 test_evaluator = val_evaluator
-# No panoptic test-time augmentation; NumClassCheckHook checks instance heads only.
+# No panoptic test-time augmentation.
 tta_model = None
 tta_pipeline = None
-# NumClassCheckHook compares the dataset's classes (things + stuff) with the instance heads'
-# (things only): left out as in the V2-39 panoptic config.
+# PanopticNumClassCheckHook in place of MMDetection's NumClassCheckHook (which compares the
+# things + stuff classes with the instance heads' thing count).
 custom_hooks = [
+    dict(type='PanopticNumClassCheckHook'),
     dict(type='NonFiniteLossHook'),
     dict(type='FuseConvBNHook'),
     dict(type='ReuseCPUMemoryHook')

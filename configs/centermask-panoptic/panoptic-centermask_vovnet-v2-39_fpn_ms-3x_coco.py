@@ -2,7 +2,7 @@
 # CenterMask V2-39 unchanged on P3-P7, an FPN level P2 for detectron2's semantic FPN head
 # (P2-P5, 128 channels, GN, stride 4, 53 stuff classes + one "things" class, loss weight 0.5)
 # and detectron2's panoptic combination. COCO panoptic data through MMDetection's
-# CocoPanopticDataset; the 3x schedule of the base.
+# CocoPanopticDataset (checked); the 3x schedule of the base.
 _base_ = ['../centermask/centermask_vovnet-v2-39_fpn_ms-3x_coco.py']
 
 num_stuff_classes = 53  # the one place; PanopticCenterMask passes it to both heads
@@ -34,11 +34,13 @@ model = dict(
         panoptic=dict(score_thr=0.5, mask_overlap=0.5,
                       stuff_area_limit=4096)))
 
-# Data: COCO panoptic through MMDetection's CocoPanopticDataset, with mmcentermask's
-# LoadCocoPanopticAnnotations and CocoPanopticQualityMetric (MMDetection's LoadPanopticAnnotations
-# and CocoPanopticMetric, without their panopticapi import); the base's resizing (PIL bilinear,
-# short side 640-800 choice; the semantic GT is resized nearest).
-dataset_type = 'CocoPanopticDataset'
+# Data: COCO panoptic through mmcentermask's CheckedCocoPanopticDataset (MMDetection's
+# CocoPanopticDataset with category checks: a misspelt class, the file's category order,
+# segments of unknown categories), LoadCocoPanopticAnnotations and CocoPanopticQualityMetric
+# (MMDetection's LoadPanopticAnnotations and CocoPanopticMetric, without their panopticapi
+# import); the base's resizing (PIL bilinear, short side 640-800 choice; the semantic GT is
+# resized nearest).
+dataset_type = 'CheckedCocoPanopticDataset'
 data_root = 'data/coco/'
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
@@ -100,10 +102,13 @@ val_evaluator = dict(
     seg_prefix=data_root + 'annotations/panoptic_val2017/',
     backend_args={{_base_.backend_args}})
 test_evaluator = val_evaluator
-# No panoptic test-time augmentation; NumClassCheckHook checks instance heads only.
+# No panoptic test-time augmentation.
 tta_model = None
 tta_pipeline = None
+# PanopticNumClassCheckHook in place of MMDetection's NumClassCheckHook (which compares the
+# things + stuff classes with the instance heads' thing count).
 custom_hooks = [
+    dict(type='PanopticNumClassCheckHook'),
     dict(type='NonFiniteLossHook'),
     dict(type='FuseConvBNHook'),
     dict(type='ReuseCPUMemoryHook')

@@ -46,7 +46,9 @@ def test_detectron2_panoptic_settings():
             loss.loss_weight) == (255, True, 0.5)
     assert model.data_preprocessor.seg_pad_value == 255
     for loader in (cfg.train_dataloader, cfg.test_dataloader):
-        assert loader.dataset.type == 'CocoPanopticDataset'
+        assert loader.dataset.type == 'CheckedCocoPanopticDataset'
+    assert cfg.custom_hooks[0].type == 'PanopticNumClassCheckHook'
+    assert 'NumClassCheckHook' not in [h.type for h in cfg.custom_hooks]
     assert cfg.test_evaluator.type == 'CocoPanopticQualityMetric'
     steps = [t['type'] for t in cfg.train_dataloader.dataset.pipeline]
     assert steps == [
