@@ -8,6 +8,10 @@ Uses MMDetection's ``DetInferencer`` (masks, boxes, class names and scores
 drawn by ``DetLocalVisualizer``, built by
 :func:`mmcentermask.apis.init_inferencer`); pictures go to ``OUT_DIR/vis/``,
 the predictions (boxes, labels, scores, RLE masks) to ``OUT_DIR/preds/``.
+A panoptic config (``configs/centermask-panoptic/``) also writes each panoptic
+map as a COCO panoptic PNG to ``OUT_DIR/panoptic/`` (no panopticapi needed:
+:class:`mmcentermask.apis.PanopticDetInferencer`) and draws the stuff and
+thing segments with the instances.
 
 A folder is processed file by file: every file that decodes as an image is
 drawn, whatever its extension's case; the others are listed on stderr with the

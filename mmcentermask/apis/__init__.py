@@ -7,8 +7,9 @@ and draw an image, write its detections as COCO JSON.
 from .coco_json import coco_json
 from .inference import (BACKENDS, DrawnPrediction, backend_of, init_inferencer,
                         predict_and_draw)
+from .panoptic_det_inferencer import PanopticDetInferencer
 
 __all__ = [
     'BACKENDS', 'DrawnPrediction', 'backend_of', 'coco_json',
-    'init_inferencer', 'predict_and_draw'
+    'init_inferencer', 'PanopticDetInferencer', 'predict_and_draw'
 ]

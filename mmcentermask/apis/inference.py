@@ -15,6 +15,7 @@ from mmdet.structures import DetDataSample
 from mmengine.config import Config
 
 from ..utils.cpu_memory import reuse_cpu_memory
+from .panoptic_det_inferencer import PanopticDetInferencer
 
 BACKENDS = ('pytorch', 'onnxruntime')
 
@@ -56,7 +57,9 @@ def init_inferencer(config: str,
     Returns:
         DetInferencer: Model, test pipeline and visualizer (pictures
         larger than 3840 x 2160 are drawn downscaled:
-        :class:`~mmcentermask.visualization.BoundedDetLocalVisualizer`).
+        :class:`~mmcentermask.visualization.BoundedDetLocalVisualizer`);
+        for PyTorch a :class:`PanopticDetInferencer`, which also writes
+        panoptic predictions.
 
     Raises:
         FileNotFoundError: ``config`` or ``checkpoint`` does not exist.
@@ -72,7 +75,7 @@ def init_inferencer(config: str,
     if backend == 'pytorch':
         if device == 'cpu':  # as ReuseCPUMemoryHook does in the runner
             reuse_cpu_memory()
-        return DetInferencer(
+        return PanopticDetInferencer(
             model=config,
             weights=checkpoint,
             device=device,

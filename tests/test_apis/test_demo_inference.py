@@ -1,6 +1,8 @@
 """mmcentermask.apis.inference: the backend by file name, clear errors for
 missing files, one image predicted and drawn with the threshold applied to
 the drawing only."""
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -79,3 +81,51 @@ def test_predict_and_draw_one_image(tmp_path):
     np.testing.assert_array_equal(nothing.drawing, image)
     assert everything.drawing.shape == image.shape
     assert (everything.drawing != image).any()
+
+
+PANOPTIC_SHAPES = str(REPO_ROOT) + (
+    '/configs/centermask-panoptic/panoptic-centermask-lite_vovnet-v2-19-'
+    'slim-dw_fpn-64_1xb8-1600i_shapes.py')
+
+
+def test_panoptic_predictions_are_written_without_panopticapi(tmp_path):
+    """MMDetection's DetInferencer raises for any panoptic prediction
+    without panopticapi; ours writes the COCO-format PNG and the JSON."""
+    from mmcentermask.datasets import CLASSES, STUFF_CLASSES
+    from mmcentermask.evaluation.functional import rgb2id
+    register_all_modules()
+    torch.manual_seed(0)
+    cfg = Config.fromfile(PANOPTIC_SHAPES)
+    cfg.model.test_cfg.fcos.score_thr = 0.
+    cfg.model.test_cfg.panoptic.score_thr = 0.
+    config = tmp_path / 'panoptic.py'
+    cfg.dump(str(config))
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    checkpoint = tmp_path / 'panoptic.pth'
+    torch.save(
+        dict(
+            state_dict=model.state_dict(),
+            meta=dict(
+                dataset_meta=dict(
+                    classes=CLASSES + STUFF_CLASSES,
+                    thing_classes=CLASSES,
+                    stuff_classes=STUFF_CLASSES))), checkpoint)
+    image, _ = make_image(np.random.default_rng(0), 48, 64, 2)
+    path = str(tmp_path / 'image.png')
+    cv2.imwrite(path, image[..., ::-1])
+
+    inferencer = init_inferencer(str(config), str(checkpoint))
+    out_dir = tmp_path / 'out'
+    inferencer(
+        path, out_dir=str(out_dir), no_save_vis=True, no_save_pred=False)
+    result = json.loads((out_dir / 'preds' / 'image.json').read_text())
+    assert result['panoptic_seg_path'] == str(
+        out_dir / 'panoptic' / 'image_panoptic_seg.png')
+    ids = rgb2id(cv2.imread(result['panoptic_seg_path'])[..., ::-1])
+    assert ids.shape == (48, 64)
+    labels = np.unique(ids[ids > 0] % 1000)
+    assert ((labels >= 0) & (labels < len(CLASSES + STUFF_CLASSES))).all()
+    drawn = predict_and_draw(inferencer, path, score_thr=0.)
+    assert 'pred_panoptic_seg' in drawn.sample
+    assert drawn.drawing.shape == image.shape
