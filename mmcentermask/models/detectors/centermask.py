@@ -31,10 +31,11 @@ class CenterMask(SingleStageDetector):
     Backbone -> FPN (P3-P7) -> FCOS head (``bbox_head``, class-aware
     detections) -> mask-only RoI head (``roi_head``: RoIAlign on P3-P5,
     SAG-Mask head, MaskIoU head). With ``num_mask_only_levels=1`` the FPN
-    also outputs a stride-4 P2 that only the mask branch reads (RoIAlign
-    on P2-P5, for small objects); the FCOS head still reads P3-P7. There is no second-stage box head: boxes,
-    labels and box scores are the FCOS outputs; the RoI head adds ``masks``
-    and ``mask_scores`` (box score x predicted mask IoU).
+    also outputs a stride-4 P2 that only the mask branch reads (RoIAlign on
+    P2-P5, for small objects); the FCOS head still reads P3-P7. There is no
+    second-stage box head: boxes, labels and box scores are the FCOS
+    outputs; the RoI head adds ``masks`` and ``mask_scores`` (box score x
+    predicted mask IoU).
 
     The FCOS head is kept under the attribute ``bbox_head`` so that mmdet
     FCOS checkpoints load directly.
