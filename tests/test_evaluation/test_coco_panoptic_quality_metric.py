@@ -67,7 +67,9 @@ def from_json(root, **kwargs):
 
 
 def test_ground_truth_scores_100(panoptic_val_root):
-    result = evaluate(from_json(panoptic_val_root, classwise=True), samples(panoptic_val_root))
+    result = evaluate(
+        from_json(panoptic_val_root, classwise=True),
+        samples(panoptic_val_root))
     assert set(result) == {
         f'coco_panoptic/{k}{s}'
         for k in ('PQ', 'SQ', 'RQ')

@@ -55,7 +55,8 @@ def test_a_thing_class_the_config_lacks_is_named(panoptic_val_root):
         metric.dataset_meta = meta(CLASSES[1:], STUFF_CLASSES)
 
 
-def test_an_unused_category_outside_the_classes_is_fine(panoptic_val_root, tmp_path):
+def test_an_unused_category_outside_the_classes_is_fine(
+        panoptic_val_root, tmp_path):
     ann_file = panoptic_val_root / 'annotations/panoptic_val.json'
     coco = json.loads(ann_file.read_text())
     coco['categories'].append(dict(id=99, name='water', isthing=0))
@@ -66,7 +67,8 @@ def test_an_unused_category_outside_the_classes_is_fine(panoptic_val_root, tmp_p
     assert 99 not in metric.categories()[0]
 
 
-def test_a_category_missing_from_the_file_list_is_named(panoptic_val_root, tmp_path):
+def test_a_category_missing_from_the_file_list_is_named(
+        panoptic_val_root, tmp_path):
     ann_file = panoptic_val_root / 'annotations/panoptic_val.json'
     coco = json.loads(ann_file.read_text())
     dropped = coco['categories'].pop()
