@@ -28,6 +28,7 @@ from mmdet.structures.bbox import bbox2roi
 from mmengine.config import Config, ConfigDict
 
 MASK_RCNN_BASE = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'
+PANOPTIC_FPN_BASE = 'mmdet::panoptic_fpn/panoptic-fpn_r50_fpn_1x_coco.py'
 #: FCOS distances (stride units) of a random-weight CenterMask: boxes of
 #: 8 x stride, the size of Mask R-CNN's anchors (``scales=[8]``).
 ANCHOR_HALF_SIDE = 4.
@@ -73,16 +74,19 @@ def backbone_channels(backbone_cfg: dict) -> List[int]:
     return [out.shape[1] for out in outs]
 
 
-def mask_rcnn_model_cfg(centermask_cfg: Config) -> ConfigDict:
-    """MMDetection's Mask R-CNN with the CenterMask config's backbone (its
-    ``out_indices`` extended by the stride-4 stage, so the FPN gets C2-C5),
-    data preprocessor and number of classes. The rest (256-channel FPN, RPN,
+def mask_rcnn_model_cfg(centermask_cfg: Config,
+                        base: str = MASK_RCNN_BASE) -> ConfigDict:
+    """MMDetection's Mask R-CNN (the model of the ``base`` config) with the
+    CenterMask config's backbone (its ``out_indices`` extended by the
+    stride-4 stage where it has C3-C5 only, so the FPN gets C2-C5), data
+    preprocessor and number of classes. The rest (256-channel FPN, RPN,
     2-fc box head, 4-conv mask head) is MMDetection's."""
     from mmengine.hub import get_config
-    cfg = get_config(MASK_RCNN_BASE)
+    cfg = get_config(base)
     backbone = copy.deepcopy(centermask_cfg.model.backbone)
     out_indices = tuple(backbone['out_indices'])
-    backbone['out_indices'] = (min(out_indices) - 1, ) + out_indices
+    if len(out_indices) == 3:
+        backbone['out_indices'] = (min(out_indices) - 1, ) + out_indices
     cfg.model.backbone = backbone
     cfg.model.neck.in_channels = backbone_channels(backbone)
     cfg.model.data_preprocessor = copy.deepcopy(
@@ -93,17 +97,19 @@ def mask_rcnn_model_cfg(centermask_cfg: Config) -> ConfigDict:
     return cfg.model
 
 
-def mask_rcnn_recipe_cfg(centermask_cfg: Config) -> Config:
+def mask_rcnn_recipe_cfg(centermask_cfg: Config,
+                         base: str = MASK_RCNN_BASE) -> Config:
     """A CenterMask training config (data, pipeline, schedule, optimizer,
-    hooks, seed) with MMDetection's Mask R-CNN as the model: the same
-    backbone (with its stride-4 stage), the FPN and every head as wide as
-    the CenterMask FPN (``neck.out_channels``), as many positive RoIs per
-    image (the second stage samples ``train_cfg.rcnn.sampler``'s ``num``
-    RoIs with ``pos_fraction``, as CenterMask's mask branch does); RPN,
-    2-fc box head and 4-conv mask head otherwise MMDetection's. The test
-    time augmentation of the CenterMask config is dropped."""
+    hooks, seed) with MMDetection's Mask R-CNN (the model of ``base``) as the
+    model: the same backbone (with its stride-4 stage), the FPN and every
+    head as wide as the CenterMask FPN (``neck.out_channels``), as many
+    positive RoIs per image (the second stage samples
+    ``train_cfg.rcnn.sampler``'s ``num`` RoIs with ``pos_fraction``, as
+    CenterMask's mask branch does); RPN, 2-fc box head and 4-conv mask head
+    otherwise MMDetection's. The test time augmentation of the CenterMask
+    config is dropped."""
     cfg = copy.deepcopy(centermask_cfg)
-    model = mask_rcnn_model_cfg(centermask_cfg)
+    model = mask_rcnn_model_cfg(centermask_cfg, base)
     width = centermask_cfg.model.neck.out_channels
     model.neck.out_channels = width
     model.rpn_head.update(in_channels=width, feat_channels=width)
@@ -117,6 +123,37 @@ def mask_rcnn_recipe_cfg(centermask_cfg: Config) -> Config:
     cfg.model = model
     for key in ('tta_model', 'tta_pipeline'):
         cfg.pop(key, None)
+    return cfg
+
+
+def panoptic_fpn_recipe_cfg(panoptic_cfg: Config) -> Config:
+    """A Panoptic-CenterMask training config (data, pipeline, schedule,
+    optimizer, seed) with MMDetection's Panoptic FPN as the model: its
+    Mask R-CNN as :func:`mask_rcnn_recipe_cfg` makes it; its semantic head
+    (``PanopticFPNHead``, P2-P5) as wide as ours (``inner_channels``, GN),
+    its ``HeuristicFusionHead`` with our stuff area limit (the one figure
+    that depends on the image size); every threshold and loss weight
+    otherwise MMDetection's (``test_cfg.rcnn.score_thr`` 0.6).
+    ``PanopticNumClassCheckHook`` (which reads CenterMask's heads) is
+    dropped, as MMDetection's config drops its ``NumClassCheckHook``."""
+    cfg = mask_rcnn_recipe_cfg(panoptic_cfg, PANOPTIC_FPN_BASE)
+    things = panoptic_cfg.model.num_classes
+    stuff = panoptic_cfg.model.num_stuff_classes
+    semantic = panoptic_cfg.model.semantic_head
+    cfg.model.semantic_head.update(
+        num_things_classes=things,
+        num_stuff_classes=stuff,
+        in_channels=panoptic_cfg.model.neck.out_channels,
+        inner_channels=semantic.inner_channels,
+        norm_cfg=copy.deepcopy(semantic.norm_cfg))
+    cfg.model.panoptic_fusion_head.update(
+        num_things_classes=things, num_stuff_classes=stuff)
+    cfg.model.test_cfg.panoptic.stuff_area_limit = \
+        panoptic_cfg.model.test_cfg.panoptic.stuff_area_limit
+    cfg.custom_hooks = [
+        hook for hook in cfg.get('custom_hooks', [])
+        if hook['type'] != 'PanopticNumClassCheckHook'
+    ]
     return cfg
 
 

@@ -21,8 +21,10 @@ Method:
   machine). ``--wall`` takes wall-clock time instead (for several threads:
   their CPU time would count OpenMP's spin-waiting; then the machine
   should be otherwise idle). Stages are methods present in every version
-  (:data:`STAGES`); each row is inclusive, ``(rest)`` rows are the parent's
-  time outside its listed children. Loading the batch (dataset pipeline and
+  (:data:`STAGES`); a stage whose module the model lacks (a Mask R-CNN
+  config has no FCOS head nor MaskIoU head) is left out of its table; each
+  row is inclusive, ``(rest)`` rows are the parent's time outside its
+  listed children. Loading the batch (dataset pipeline and
   collate) is timed too but kept out of s/iter: the configs load in a
   dataloader worker, in parallel with the step;
 * with several checkouts the rounds alternate between them, so that other
@@ -105,8 +107,12 @@ def worker(args: argparse.Namespace) -> None:
     clock = time.perf_counter if args.wall else time.process_time
     times: Dict[str, float] = {}
     owners = dict(optim_wrapper=optim_wrapper)
+    absent = []
     for stage, _, path, method in STAGES:
         owner = owners.get(path) or _attribute(model, path)
+        if owner is None or not hasattr(owner, method):
+            absent.append(stage)
+            continue
         _time_method(owner, method, stage, times, clock)
 
     batches = iter(runner.build_dataloader(cfg.train_dataloader))
@@ -126,13 +132,15 @@ def worker(args: argparse.Namespace) -> None:
                         'load batch': loaded - start,
                         'train step': end - loaded
                     }))
-    print(json.dumps(dict(iterations=iterations, losses=losses)))
+    print(
+        json.dumps(dict(iterations=iterations, losses=losses, absent=absent)))
 
 
 def _attribute(root: object, path: str) -> object:
-    """``root.a.b`` for ``path='a.b'`` (``root`` for '')."""
+    """``root.a.b`` for ``path='a.b'`` (``root`` for ''); None if ``root``
+    has no such attribute (Mask R-CNN has no ``bbox_head``)."""
     for name in filter(None, path.split('.')):
-        root = getattr(root, name)
+        root = getattr(root, name, None)
     return root
 
 
@@ -154,8 +162,11 @@ def _time_method(owner: object, method: str, stage: str,
 
 def stage_table(runs: List[dict]) -> List[str]:
     """Lines of the per-stage table: median over ``runs`` of the mean
-    seconds per iteration, children indented under their parent."""
-    stages = ['load batch', 'train step'] + [s[0] for s in STAGES]
+    seconds per iteration, children indented under their parent; stages
+    the model does not have (``absent``) are left out."""
+    absent = set(runs[0].get('absent', []))
+    present = [s for s in STAGES if s[0] not in absent]
+    stages = ['load batch', 'train step'] + [s[0] for s in present]
     means = {}
     for stage in stages:
         means[stage] = statistics.median(
@@ -163,7 +174,7 @@ def stage_table(runs: List[dict]) -> List[str]:
                 times.get(stage, 0.) for times in run['iterations'])
             for run in runs)
     children: Dict[str, List[str]] = {}
-    for stage, parent, _, _ in STAGES:
+    for stage, parent, _, _ in present:
         children.setdefault(parent, []).append(stage)
 
     lines = [f'  {"load batch":34s} {means["load batch"]:7.3f}']
@@ -258,10 +269,14 @@ def main() -> None:
               f'{args.rounds} rounds of the mean of {args.iters} iterations), '
               f'{seconds / reference_s:.2f}x {reference}')
         print('\n'.join(stage_table(repo_runs)))
+        absent = repo_runs[0].get('absent', [])
+        if absent:
+            print(f'  not in this model: {absent}')
         never = [
             stage for stage, *_ in STAGES
-            if not any(stage in times for run in repo_runs
-                       for times in run['iterations'])
+            if stage not in absent and not any(stage in times
+                                               for run in repo_runs
+                                               for times in run['iterations'])
         ]
         if never:
             print(f'  never called: {never}')
