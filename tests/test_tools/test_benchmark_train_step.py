@@ -62,3 +62,18 @@ def test_stage_table_rest_rows():
     rest = [float(line.split()[-1]) for line in lines if '(rest)' in line]
     assert rest[-1] == 0.19
     assert lines[0].split()[-1] == '0.500'
+
+
+def test_stage_table_leaves_out_absent_stages():
+    tool = load_tool()
+    absent = ['FCOS head forward', 'MaskIoU head forward']
+    times = {stage: 0.01 for stage, *_ in tool.STAGES if stage not in absent}
+    times.update({'load batch': 0.5, 'train step': 1.0})
+    lines = tool.stage_table([dict(iterations=[times], absent=absent)])
+    names = [line.strip().rsplit(' ', 1)[0].strip() for line in lines]
+    assert not set(absent) & set(names)
+    assert 'mask head forward' in names
+    # the RoI head's rest: 0.01 - its 5 present children x 0.01
+    rois = names.index('RoI head (assign to losses)')
+    rest = lines[names.index('(rest)', rois)].split()[-1]
+    assert float(rest) == -0.04
