@@ -1,6 +1,7 @@
 """End to end on a tiny panoptic shapes set: tools/train.py trains the
-Panoptic-CenterMask-Lite shapes config for 2 iterations and tools/test.py
-prints PQ, through the plugin's loader and metric (no panopticapi)."""
+Panoptic-CenterMask-Lite shapes config for 2 iterations, tools/test.py
+prints PQ, through the plugin's loader and metric (no panopticapi), and
+tools/demo.py draws and writes the panoptic predictions."""
 import os
 import pickle
 import subprocess
@@ -116,6 +117,14 @@ def test_train_test_prints_pq(tmp_path):
     for prediction in predictions:
         panoptic = prediction['pred_panoptic_seg']['sem_seg']
         assert tuple(panoptic.shape[1:]) == tuple(prediction['ori_shape'])
+
+    demo = tmp_path / 'demo'
+    out = run(sys.executable, 'tools/demo.py', str(root / 'val'), str(config),
+              str(work_dir / 'iter_2.pth'), '--out-dir', str(demo))
+    assert '2 pictures written' in out
+    for name in ('val_0000.png', 'val_0001.png'):
+        assert (demo / 'vis' / name).is_file(), name
+    assert len(list((demo / 'panoptic').glob('*.png'))) == 2
 
 
 @pytest.mark.slow
