@@ -10,7 +10,10 @@
 # CPU budget: the CenterNet form learns its centre heatmap slowly from
 # scratch (segm mAP 0.005 after 400 iterations, against 0.113 for this
 # config; configs/centermask-point/README.md).
-_base_ = './centermask-point_vovnet-v2-19-slim-dw_ct-neck-32_1xb8-500i_shapes.py'
+_base_ = [
+    './centermask-point_vovnet-v2-19-slim-dw_ct-neck-32_1xb8-500i_shapes.py',
+    '../_base_/models/centermask_fpn_fcos.py'
+]
 
 channels = 64
 
@@ -18,49 +21,25 @@ model = dict(
     data_preprocessor=dict(
         mean=[103.53, 116.28, 123.675], std=[1.0, 1.0, 1.0], bgr_to_rgb=False),
     backbone=dict(out_indices=(1, 2, 3)),
+    # the quick start's FPN and FCOS head (configs/_base_/models/centermask_fpn_fcos.py)
     neck=dict(
+        _base_.centermask_fpn,
         _delete_=True,
-        type='FPN',
         in_channels=[256, 384, 512],
-        out_channels=channels,
-        start_level=0,
-        add_extra_convs='on_output',
-        relu_before_extra_convs=True,
-        num_outs=5,
-        init_cfg=dict(type='Caffe2Xavier', layer='Conv2d')),
+        out_channels=channels),
     bbox_head=dict(
+        _base_.centermask_fcos_head,
         _delete_=True,
         type='CenterMaskFCOSPointHead',
         num_classes=3,
         in_channels=channels,
         feat_channels=channels,
         stacked_convs=2,
-        strides=[8, 16, 32, 64, 128],
-        norm_on_bbox=True,
-        centerness_on_reg=True,
-        center_sampling=True,
-        center_sample_radius=1.5,
-        conv_bias=True,
-        norm_cfg=dict(type='GN', num_groups=32, requires_grad=True),
-        loss_cls=dict(
-            type='FocalLoss',
-            use_sigmoid=True,
-            gamma=2.0,
-            alpha=0.25,
-            loss_weight=1.0),
-        loss_bbox=dict(type='CenterMaskGIoULoss', loss_weight=1.0),
-        loss_centerness=dict(
-            type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
         shape_size=32,
         saliency_type='class_specific',
         mask_channels=channels),
     test_cfg=dict(
-        _delete_=True,
-        nms_pre=1000,
-        score_thr=0.05,
-        nms=dict(type='nms', iou_threshold=0.6),
-        max_per_img=50,
-        mask_thr_binary=0.5))
+        _base_.centermask_fcos_test_cfg, _delete_=True, mask_thr_binary=0.5))
 
 max_iters = 1600
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)

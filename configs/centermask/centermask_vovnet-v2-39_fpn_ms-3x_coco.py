@@ -2,7 +2,8 @@
 # Every other CenterMask config is a small delta of this file.
 _base_ = [
     'mmdet::_base_/datasets/coco_instance.py',
-    'mmdet::_base_/default_runtime.py', '../_base_/plugins/mmcentermask.py'
+    'mmdet::_base_/default_runtime.py', '../_base_/plugins/mmcentermask.py',
+    '../_base_/models/centermask_fpn_fcos.py'
 ]
 
 num_classes = 80  # the one place; CenterMask passes it to every head
@@ -30,37 +31,14 @@ model = dict(
         # tools/model_converters/vovnet2mmdet.py, e.g.
         # init_cfg=dict(type='Pretrained', checkpoint='checkpoints/vovnet39.pth')
         init_cfg=None),
-    neck=dict(
-        type='FPN',
-        in_channels=[512, 768, 1024],
-        out_channels=fpn_channels,
-        start_level=0,
-        add_extra_convs='on_output',  # P6 from the P5 output
-        relu_before_extra_convs=True,  # P7 from ReLU(P6)
-        num_outs=5,
-        init_cfg=dict(type='Caffe2Xavier', layer='Conv2d')),
+    # FPN P3-P7 and FCOS head: configs/_base_/models/centermask_fpn_fcos.py
+    neck=dict(_base_.centermask_fpn, out_channels=fpn_channels),
     bbox_head=dict(
+        _base_.centermask_fcos_head,
         type='CenterMaskFCOSHead',
         in_channels=fpn_channels,
         feat_channels=fpn_channels,
-        stacked_convs=4,
-        strides=[8, 16, 32, 64, 128],
-        norm_on_bbox=True,
-        centerness_on_reg=True,
-        center_sampling=True,
-        center_sample_radius=1.5,
-        conv_bias=True,
-        dcn_on_last_conv=False,
-        norm_cfg=dict(type='GN', num_groups=32, requires_grad=True),
-        loss_cls=dict(
-            type='FocalLoss',
-            use_sigmoid=True,
-            gamma=2.0,
-            alpha=0.25,
-            loss_weight=1.0),
-        loss_bbox=dict(type='CenterMaskGIoULoss', loss_weight=1.0),
-        loss_centerness=dict(
-            type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0)),
+        dcn_on_last_conv=False),
     roi_head=dict(
         type='CenterMaskRoIHead',
         mask_roi_extractor=dict(
@@ -112,12 +90,7 @@ model = dict(
             pos_weight=-1,
             mask_thr_binary=0.0)),  # MaskIoU targets use logits > 0
     test_cfg=dict(
-        fcos=dict(
-            nms_pre=1000,
-            score_thr=0.05,
-            nms=dict(type='nms', iou_threshold=0.6),
-            max_per_img=50),
-        rcnn=dict(mask_thr_binary=0.5)))
+        fcos=_base_.centermask_fcos_test_cfg, rcnn=dict(mask_thr_binary=0.5)))
 
 # Data: ResizeShortestEdge "choice" of short sides, max side 1333, flip 0.5.
 # poly2mask=False keeps polygons, which the MaskIoU targets need (as in centermask2).
