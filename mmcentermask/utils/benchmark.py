@@ -240,20 +240,21 @@ def inference_stages(model: torch.nn.Module) -> List[Tuple[str, Stage]]:
 
 def _centermask_head_stages(model: torch.nn.Module) -> Tuple[Stage, ...]:
     """Dense head, box post-processing, mask branch and pasting of
-    CenterMask (``CenterMask.predict``)."""
+    CenterMask (``CenterMask.predict``: the FCOS head on
+    ``model.fcos_feats``, the mask branch on ``model.mask_feats``)."""
     head, roi_head = model.bbox_head, model.roi_head
 
     def dense_head(state: dict) -> None:
-        state['head_outs'] = head(state['feats'])
+        state['head_outs'] = head(model.fcos_feats(state['feats']))
 
     def box_post_processing(state: dict) -> None:
         state['detections'] = head.predict_by_feat(
             *state['head_outs'], batch_img_metas=state['metas'], rescale=False)
 
     def mask_branch(state: dict) -> None:
-        state['masks'] = roi_head.mask_probabilities(state['feats'],
-                                                     state['metas'],
-                                                     state['detections'])
+        state['masks'] = roi_head.mask_probabilities(
+            model.mask_feats(state['feats']), state['metas'],
+            state['detections'])
 
     def pasting(state: dict) -> None:
         results = roi_head.postprocess(

@@ -25,6 +25,9 @@ from mmcentermask.utils.benchmark import (
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 LITE = osp.join(REPO_ROOT, 'configs', 'centermask',
                 'centermask-lite_vovnet-v2-19-slim-dw_fpn_ms-4x_coco.py')
+#: the stride-4 mask level: FCOS and mask branch read different levels
+LITE_P2 = osp.join(REPO_ROOT, 'configs', 'centermask',
+                   'centermask-lite_vovnet-v2-39_fpn_mask-p2_ms-4x_coco.py')
 SIZE = (256, 320)
 MASKS = 50
 
@@ -38,8 +41,8 @@ def build(model_cfg, centermask: bool):
     return model.eval()
 
 
-def build_centermask():
-    cfg = Config.fromfile(LITE)
+def build_centermask(config: str = LITE):
+    cfg = Config.fromfile(config)
     set_post_processing(cfg.model, 0., MASKS)
     return build(cfg.model, True)
 
@@ -116,6 +119,16 @@ def test_stages_give_what_test_step_gives(centermask, detector):
         expected = model.test_step(make_data(SIZE))
     times, results = time_stages(stages, make_data(SIZE), cuda=False)
     assert len(times) == len(STAGES) and min(times) > 0
+    assert_same_results(results, expected)
+
+
+def test_stages_of_the_stride_4_mask_level_give_what_test_step_gives():
+    model = build_centermask(LITE_P2)
+    assert model.num_mask_only_levels == 1
+    with torch.no_grad():
+        expected = model.test_step(make_data(SIZE))
+    _, results = time_stages(inference_stages(model), make_data(SIZE), False)
+    assert len(expected[0].pred_instances) == MASKS
     assert_same_results(results, expected)
 
 
