@@ -19,6 +19,10 @@ from mmengine.config import Config
 
 #: where :func:`cached_run` keeps a finished run's figures
 RESULT_FILE = 'result.json'
+#: the training config of a (model name, seed)
+RunConfig = Callable[[str, int], Config]
+#: figure name -> the key its evaluation logs (``'PQ': 'coco_panoptic/PQ'``)
+MetricKeys = Dict[str, str]
 
 
 def recipe_benchmark_parser(description: str, models: Sequence[str],
@@ -45,8 +49,7 @@ def recipe_benchmark_parser(description: str, models: Sequence[str],
 
 
 def seeded_runs(models: Sequence[str], seeds: Sequence[int],
-                run_config: Callable[[str, int],
-                                     Config], metric_keys: Dict[str, str],
+                run_config: RunConfig, metric_keys: MetricKeys,
                 train_script: str, args: argparse.Namespace) -> List[dict]:
     """Every (seed, model) run, seed by seed and the models in turn (so
     that other load on the machine hits all alike), each trained,
@@ -57,8 +60,7 @@ def seeded_runs(models: Sequence[str], seeds: Sequence[int],
     Args:
         models (Sequence[str]): Model names.
         seeds (Sequence[int]): Seeds.
-        run_config (Callable[[str, int], Config]): The training config of a
-            (model, seed).
+        run_config (RunConfig): The training config of a (model, seed).
         metric_keys (dict[str, str]): Figure name -> logged metric key.
         train_script (str): ``tools/train.py``.
         args (argparse.Namespace): The benchmark's ``work_dir``,
@@ -112,7 +114,7 @@ def recipe_run_config(cfg: Config,
 
 
 def measured_run(cfg: Config, work_dir: str, train_script: str,
-                 metric_keys: Dict[str, str], images: List[str],
+                 metric_keys: MetricKeys, images: List[str],
                  threads: int) -> dict:
     """Train and evaluate ``cfg`` (:func:`train_and_evaluate`), then time
     inference with its last checkpoint on ``images``
@@ -157,8 +159,7 @@ def train_and_evaluate(cfg: Config, work_dir: str, train_script: str,
     return (time.perf_counter() - start) / 60
 
 
-def logged_figures(work_dir: str, metric_keys: Dict[str,
-                                                    str]) -> Dict[str, float]:
+def logged_figures(work_dir: str, metric_keys: MetricKeys) -> Dict[str, float]:
     """The last evaluation's metrics and the mean seconds per training
     iteration, from the run's ``scalars.json``.
 

@@ -86,3 +86,16 @@ def test_short_comparison_runs_end_to_end(tmp_path):
     assert config.val_evaluator.seg_prefix == \
         f'{root}/annotations/panoptic_val/'
     assert '| panoptic-fpn | 0 |' in proc.stdout
+
+
+def test_a_missing_dataset_is_named_with_the_fix(tmp_path):
+    missing = tmp_path / 'no_such_set'
+    proc = subprocess.run([sys.executable, TOOL, '--data-root',
+                           str(missing)],
+                          capture_output=True,
+                          text=True,
+                          cwd=REPO_ROOT)
+    assert proc.returncode != 0
+    assert f'no panoptic shapes dataset at {missing}' in proc.stderr
+    assert 'make_shapes_dataset.py --panoptic' in proc.stderr
+    assert not (tmp_path / 'work_dirs').exists()
